@@ -1,0 +1,1 @@
+//! Message header view and rewriting.
