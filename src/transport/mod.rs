@@ -1,4 +1,7 @@
 //! Addresses, listeners, SASL, credentials and socket I/O with fd passing.
 
+pub mod address;
 pub mod cookie;
+pub mod listener;
 pub mod sasl;
+pub mod stream;

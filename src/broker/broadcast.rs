@@ -1,0 +1,265 @@
+//! Delivery by match rules: broadcasts, eavesdroppers and monitors.
+
+use std::rc::Rc;
+
+use super::bus::{Bus, DBUS_NAME};
+use super::matchrule::{Arg, MatchRule, MatchSubject};
+use super::peer::{OutMsg, PeerState};
+use super::security::View;
+use crate::wire::header::Header;
+use crate::wire::marshal::Reader;
+use crate::wire::signature::single_type_len;
+
+/// A message seen through the eyes of a match rule.
+pub struct Subject<'a> {
+    bus: &'a Bus,
+    sender: Option<u64>,
+    v: View<'a>,
+}
+
+impl<'a> Subject<'a> {
+    /// A subject for `v` sent by `sender` (None: the driver).
+    pub fn new(bus: &'a Bus, sender: Option<u64>, v: View<'a>) -> Self {
+        Subject { bus, sender, v }
+    }
+}
+
+/// Reads argument `n` of a body lazily, without looking past it.
+pub fn body_arg<'a>(h: &Header, bytes: &'a [u8], n: u8) -> Option<Arg<'a>> {
+    let sig = h.signature(bytes)?.as_bytes();
+    let body = bytes.get(h.body_start..)?;
+    let mut r = Reader::new(body, h.endian());
+    let mut s = sig;
+    for i in 0..=n {
+        if s.is_empty() {
+            return None;
+        }
+        let len = single_type_len(s).ok()?;
+        let (t, rest) = s.split_at(len);
+        if i == n {
+            return Some(match t {
+                b"s" => Arg::Str(r.string().ok()?),
+                b"o" => Arg::Path(r.object_path().ok()?),
+                _ => Arg::Other,
+            });
+        }
+        r.skip(t).ok()?;
+        s = rest;
+    }
+    None
+}
+
+impl MatchSubject for Subject<'_> {
+    fn msg_type(&self) -> u8 {
+        self.v.h.msg_type
+    }
+    fn sender_is(&self, name: &str) -> bool {
+        match self.sender {
+            None => name == DBUS_NAME,
+            Some(s) => self.bus.is_primary_owner(s, name),
+        }
+    }
+    fn destination(&self) -> Option<&str> {
+        self.v.h.destination(self.v.bytes)
+    }
+    fn path(&self) -> Option<&str> {
+        self.v.h.path(self.v.bytes)
+    }
+    fn interface(&self) -> Option<&str> {
+        self.v.h.interface(self.v.bytes)
+    }
+    fn member(&self) -> Option<&str> {
+        self.v.h.member(self.v.bytes)
+    }
+    fn arg(&self, n: u8) -> Option<Arg<'_>> {
+        body_arg(self.v.h, self.v.bytes, n)
+    }
+}
+
+/// A subject whose destination was already matched by the broker.
+struct DestinationDecided<'s, 'a> {
+    inner: &'s Subject<'a>,
+    destination: Option<&'s str>,
+}
+
+impl MatchSubject for DestinationDecided<'_, '_> {
+    fn msg_type(&self) -> u8 {
+        self.inner.msg_type()
+    }
+    fn sender_is(&self, name: &str) -> bool {
+        self.inner.sender_is(name)
+    }
+    fn destination(&self) -> Option<&str> {
+        self.destination
+    }
+    fn path(&self) -> Option<&str> {
+        self.inner.path()
+    }
+    fn interface(&self) -> Option<&str> {
+        self.inner.interface()
+    }
+    fn member(&self) -> Option<&str> {
+        self.inner.member()
+    }
+    fn arg(&self, n: u8) -> Option<Arg<'_>> {
+        self.inner.arg(n)
+    }
+}
+
+impl Bus {
+    /// dbus-daemon's match semantics around the destination and eavesdrop
+    /// keys, then the rule's own keys.
+    pub fn rule_matches(
+        &self,
+        rule: &MatchRule,
+        eavesdrop_implied: bool,
+        addressed: Option<u64>,
+        subj: &Subject<'_>,
+    ) -> bool {
+        let wants_eavesdrop = rule.eavesdrop || eavesdrop_implied;
+        let msg_dest = subj.v.h.destination(subj.v.bytes);
+        match &rule.destination {
+            Some(rd) => {
+                let Some(md) = msg_dest else { return false };
+                if !wants_eavesdrop {
+                    return false;
+                }
+                match addressed {
+                    None => {
+                        if rd.as_str() != md {
+                            return false;
+                        }
+                    }
+                    Some(a) => {
+                        if !self.is_primary_owner(a, rd) {
+                            return false;
+                        }
+                    }
+                }
+            }
+            None => {
+                if !wants_eavesdrop && msg_dest.is_some() {
+                    return false;
+                }
+            }
+        }
+        // The destination key was decided above; let the rule see its own
+        // value so its generic check agrees.
+        let view = DestinationDecided {
+            inner: subj,
+            destination: rule.destination.as_deref(),
+        };
+        rule.matches(&view)
+    }
+
+    /// Sends `out` to every connection (other than `addressed`) with a
+    /// matching rule, checking policy for each.
+    pub fn dispatch_matches(&mut self, sender: Option<u64>, addressed: Option<u64>, out: &OutMsg, v: View<'_>) {
+        let mut recipients: Vec<u64> = Vec::new();
+        {
+            let subj = Subject::new(self, sender, v);
+            for (id, p) in &self.peers {
+                if p.matches.is_empty() || Some(*id) == addressed {
+                    continue;
+                }
+                if !p.is_active() {
+                    continue;
+                }
+                if p.matches
+                    .iter()
+                    .any(|r| self.rule_matches(r, false, addressed, &subj))
+                {
+                    recipients.push(*id);
+                }
+            }
+        }
+        // Deliver in connection order so every run is the same.
+        recipients.sort_unstable();
+        for r in recipients {
+            if let Err(d) = self.check_security(sender, addressed, Some(r), &v, None) {
+                if !self.monitors.is_empty() {
+                    self.capture_error_reply(sender, v.h, d.name, &d.text);
+                }
+                continue;
+            }
+            if v.h.unix_fds > 0 && !self.peers.get(&r).is_some_and(|p| p.unix_fd) {
+                continue;
+            }
+            self.deliver(r, out.clone());
+        }
+    }
+
+    /// Shows `out` to every monitor whose rules match.
+    pub fn capture(&mut self, sender: Option<u64>, addressed: Option<u64>, out: &OutMsg, v: View<'_>) {
+        let mut to: Vec<u64> = Vec::new();
+        {
+            let subj = Subject::new(self, sender, v);
+            for m in &self.monitors {
+                let Some(rules) = self.monitor_rules.get(m) else { continue };
+                if rules.is_empty() || rules.iter().any(|r| self.rule_matches(r, true, addressed, &subj)) {
+                    to.push(*m);
+                }
+            }
+        }
+        for m in to {
+            self.deliver(m, out.clone());
+        }
+    }
+
+    /// Shows a message the driver built to monitors.
+    pub fn capture_driver_message(&mut self, m: &OutMsg) {
+        let bytes = m.head.clone();
+        let Ok(h) = Header::parse(&bytes, 0) else { return };
+        let dest = h.destination(&bytes).and_then(|d| self.lookup(d));
+        self.capture(None, dest, m, View { h: &h, bytes: &bytes });
+    }
+
+    /// Shows monitors the error the bus would send `to` about `h` (even
+    /// when it is not sent, e.g. for a rejected broadcast).
+    pub fn capture_error_reply(&mut self, to: Option<u64>, h: &Header, name: &str, text: &str) {
+        let Some(to) = to else { return };
+        let dest = self.unique_name(to);
+        let serial = self.next_serial();
+        let bytes = crate::driver::build::error(serial, h.serial, dest.as_deref(), name, text);
+        let m = OutMsg { head: Rc::new(bytes), body: None };
+        self.capture_driver_message(&m);
+    }
+
+    /// Sends a unicast message from the driver, subject to the recipient's
+    /// receive policy.
+    pub fn send_from_driver_checked(&mut self, to: u64, bytes: Vec<u8>) {
+        let m = OutMsg { head: Rc::new(bytes), body: None };
+        let Ok(h) = Header::parse(&m.head, 0) else { return };
+        let head = m.head.clone();
+        let v = View { h: &h, bytes: &head };
+        if !self.monitors.is_empty() {
+            self.capture(None, Some(to), &m, v);
+        }
+        if let Err(d) = self.check_security(None, Some(to), Some(to), &v, None) {
+            if !self.monitors.is_empty() {
+                self.capture_error_reply(Some(to), &h, d.name, &d.text);
+            }
+            return;
+        }
+        self.deliver(to, m);
+    }
+
+    /// Broadcasts a signal from the driver.
+    pub fn broadcast_from_driver(&mut self, bytes: Vec<u8>) {
+        let m = OutMsg { head: Rc::new(bytes), body: None };
+        let head = m.head.clone();
+        let Ok(h) = Header::parse(&head, 0) else { return };
+        let v = View { h: &h, bytes: &head };
+        if !self.monitors.is_empty() {
+            self.capture(None, None, &m, v);
+        }
+        self.dispatch_matches(None, None, &m, v);
+    }
+
+    /// Whether `id` is a monitor.
+    pub fn is_monitor(&self, id: u64) -> bool {
+        self.peers
+            .get(&id)
+            .is_some_and(|p| matches!(p.state, PeerState::Monitor))
+    }
+}

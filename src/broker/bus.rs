@@ -1,0 +1,251 @@
+//! The bus: every connection, the name registry, reply tracking and the
+//! configuration they run under. One thread owns it; no locks.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use policy::Config;
+
+use super::names::{NameEvent, Registry};
+use super::peer::{OutMsg, Peer, PeerState};
+use super::replies::Replies;
+use crate::driver::build;
+use crate::transport::sasl::SaslConfig;
+use crate::wire::header::Header;
+
+/// The bus driver's name.
+pub const DBUS_NAME: &str = "org.freedesktop.DBus";
+/// The driver's object path.
+pub const DBUS_PATH: &str = "/org/freedesktop/DBus";
+/// The driver's interface.
+pub const DBUS_IFACE: &str = "org.freedesktop.DBus";
+
+/// Bus-wide counters for Debug.Stats.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BusStats {
+    /// Peak number of match rules.
+    pub peak_match_rules: usize,
+    /// Peak number of well-known names.
+    pub peak_bus_names: usize,
+    /// Peak match rules of one connection.
+    pub peak_match_rules_per_conn: usize,
+    /// Peak names of one connection.
+    pub peak_bus_names_per_conn: usize,
+}
+
+/// Everything the bus knows.
+#[derive(Debug)]
+pub struct Bus {
+    /// Connections by id.
+    pub peers: HashMap<u64, Peer>,
+    /// Unique name -> connection id.
+    pub unique: HashMap<Rc<str>, u64>,
+    /// Well-known names.
+    pub names: Registry,
+    /// Outstanding method calls.
+    pub replies: Replies,
+    /// Counter for unique names (:1.N).
+    pub next_unique: u64,
+    /// Counter for connection ids.
+    pub next_id: u64,
+    /// The running configuration.
+    pub config: Rc<Config>,
+    /// SASL settings derived from the configuration.
+    pub sasl: Rc<SaslConfig>,
+    /// The bus GUID (also GetId).
+    pub guid: String,
+    /// Serial counter for messages the driver sends.
+    pub serial: u32,
+    /// Peers with queued output, to flush after this batch.
+    pub dirty: Vec<u64>,
+    /// Peers to disconnect after this batch.
+    pub to_close: Vec<u64>,
+    /// Monitors, in the order they became monitors.
+    pub monitors: Vec<u64>,
+    /// Rules of each monitor.
+    pub monitor_rules: HashMap<u64, Vec<super::matchrule::MatchRule>>,
+    /// Environment for activated services.
+    pub activation_env: Vec<(String, String)>,
+    /// Total match rules.
+    pub match_rules: usize,
+    /// Counters.
+    pub stats: BusStats,
+    /// A ReloadConfig was asked for; the daemon performs it.
+    pub reload_requested: Vec<(u64, Header)>,
+    /// Whether the daemon was started with --systemd-activation.
+    pub systemd_activation: bool,
+    /// Number of connections that have not yet completed Hello.
+    pub incomplete: usize,
+}
+
+impl Bus {
+    /// A bus with no connections.
+    pub fn new(config: Rc<Config>, sasl: Rc<SaslConfig>, guid: String) -> Bus {
+        Bus {
+            peers: HashMap::new(),
+            unique: HashMap::new(),
+            names: Registry::default(),
+            replies: Replies::default(),
+            next_unique: 1,
+            next_id: 1,
+            config,
+            sasl,
+            guid,
+            serial: 0,
+            dirty: Vec::new(),
+            to_close: Vec::new(),
+            monitors: Vec::new(),
+            monitor_rules: HashMap::new(),
+            activation_env: Vec::new(),
+            match_rules: 0,
+            stats: BusStats::default(),
+            reload_requested: Vec::new(),
+            systemd_activation: false,
+            incomplete: 0,
+        }
+    }
+
+    /// The next serial for a message the bus sends.
+    pub fn next_serial(&mut self) -> u32 {
+        self.serial = self.serial.wrapping_add(1);
+        if self.serial == 0 {
+            self.serial = 1;
+        }
+        self.serial
+    }
+
+    /// Resolves a bus name to the connection that owns it.
+    pub fn lookup(&self, name: &str) -> Option<u64> {
+        if name.starts_with(':') {
+            self.unique.get(name).copied()
+        } else {
+            self.names.owner(name)
+        }
+    }
+
+    /// The unique name of connection `id`.
+    pub fn unique_name(&self, id: u64) -> Option<Rc<str>> {
+        self.peers.get(&id).and_then(|p| p.unique_name.clone())
+    }
+
+    /// All names `id` owns as primary owner (unique name first), for policy.
+    pub fn names_of(&self, id: u64) -> Vec<Rc<str>> {
+        let Some(p) = self.peers.get(&id) else {
+            return Vec::new();
+        };
+        let mut v = Vec::with_capacity(1 + p.names.len());
+        if let Some(u) = &p.unique_name {
+            v.push(u.clone());
+        }
+        for n in &p.names {
+            if self.names.owner(n) == Some(id) {
+                v.push(n.clone());
+            }
+        }
+        v
+    }
+
+    /// Whether `id` is the primary owner of `name` (or has it as unique name).
+    pub fn is_primary_owner(&self, id: u64, name: &str) -> bool {
+        if name.starts_with(':') {
+            self.unique.get(name) == Some(&id)
+        } else {
+            self.names.owner(name) == Some(id)
+        }
+    }
+
+    /// Queues `m` for `to` and marks it for flushing.
+    pub fn deliver(&mut self, to: u64, m: OutMsg) {
+        if let Some(p) = self.peers.get_mut(&to) {
+            let was_empty = p.out.is_empty();
+            p.enqueue(m);
+            if was_empty {
+                self.dirty.push(to);
+            }
+        }
+    }
+
+    /// Marks a connection for disconnection at the end of this batch.
+    pub fn close(&mut self, id: u64) {
+        if let Some(p) = self.peers.get_mut(&id) {
+            if !p.closing {
+                p.closing = true;
+                self.to_close.push(id);
+            }
+        }
+    }
+
+    /// Reply timeout from the configuration (None: never).
+    pub fn reply_deadline(&self) -> Option<Instant> {
+        let t = self.config.limits.reply_timeout;
+        if t == 0 || t >= i32::MAX as u64 {
+            None
+        } else {
+            Some(Instant::now() + Duration::from_millis(t))
+        }
+    }
+
+    /// Sends an error from the driver to `to` in reply to `h`.
+    pub fn send_error(&mut self, to: u64, h: &Header, name: &str, text: &str) {
+        let dest = self
+            .peers
+            .get(&to)
+            .filter(|p| p.is_active() || matches!(p.state, PeerState::Monitor))
+            .and_then(|p| p.unique_name.clone());
+        let serial = self.next_serial();
+        let bytes = build::error(serial, h.serial, dest.as_deref(), name, text);
+        self.send_from_driver(to, bytes);
+    }
+
+    /// Sends a message the driver built to `to` (and shows it to monitors).
+    pub fn send_from_driver(&mut self, to: u64, bytes: Vec<u8>) {
+        let m = OutMsg {
+            head: Rc::new(bytes),
+            body: None,
+        };
+        if !self.monitors.is_empty() {
+            self.capture_driver_message(&m);
+        }
+        self.deliver(to, m);
+    }
+
+    /// Emits the signals a name change produced.
+    pub fn emit_name_events(&mut self, events: Vec<NameEvent>) {
+        for e in events {
+            match e {
+                NameEvent::OwnerChanged { name, old, new } => {
+                    let old = old.and_then(|o| self.unique_name(o));
+                    let new = new.and_then(|n| self.unique_name(n));
+                    self.emit_owner_changed(&name, old.as_deref().unwrap_or(""), new.as_deref().unwrap_or(""));
+                }
+                NameEvent::Acquired { peer, name } => {
+                    self.send_name_signal(peer, "NameAcquired", &name);
+                }
+                NameEvent::Lost { peer, name } => {
+                    self.send_name_signal(peer, "NameLost", &name);
+                }
+            }
+        }
+    }
+
+    fn send_name_signal(&mut self, peer: u64, member: &str, name: &str) {
+        let Some(dest) = self.unique_name(peer) else { return };
+        let serial = self.next_serial();
+        let mut w = crate::wire::marshal::Writer::new();
+        w.string(name);
+        let bytes = build::signal(serial, Some(&dest), DBUS_PATH, DBUS_IFACE, member, "s", w.as_bytes());
+        self.send_from_driver_checked(peer, bytes);
+    }
+
+    /// Broadcasts NameOwnerChanged.
+    pub fn emit_owner_changed(&mut self, name: &str, old: &str, new: &str) {
+        let serial = self.next_serial();
+        let mut w = crate::wire::marshal::Writer::new();
+        w.string(name);
+        w.string(old);
+        w.string(new);
+        let bytes = build::signal(serial, None, DBUS_PATH, DBUS_IFACE, "NameOwnerChanged", "sss", w.as_bytes());
+        self.broadcast_from_driver(bytes);
+    }
+}

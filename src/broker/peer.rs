@@ -1,0 +1,253 @@
+//! One connection: its socket, authentication state, buffers and the queue
+//! of messages waiting to be written.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
+use std::time::Instant;
+
+use crate::broker::matchrule::MatchRule;
+use crate::transport::sasl::SaslServer;
+use crate::transport::stream::{PeerCreds, Stream};
+
+/// A message as received: validated bytes and the fds that came with it.
+/// Shared (reference-counted) by every recipient.
+#[derive(Debug)]
+pub struct Inbound {
+    /// The whole message as the peer sent it.
+    pub bytes: Vec<u8>,
+    /// Its parsed header.
+    pub header: crate::wire::header::Header,
+    /// The fds it carries.
+    pub fds: Vec<OwnedFd>,
+}
+
+impl Inbound {
+    /// The body bytes.
+    pub fn body(&self) -> &[u8] {
+        &self.bytes[self.header.body_start..]
+    }
+}
+
+/// One queued outgoing message: a header the bus wrote, and optionally the
+/// body (and fds) of a received message, shared with other recipients.
+#[derive(Debug, Clone)]
+pub struct OutMsg {
+    /// The header (or, for messages the bus made, the whole message).
+    pub head: Rc<Vec<u8>>,
+    /// The forwarded message whose body follows `head`.
+    pub body: Option<Rc<Inbound>>,
+}
+
+impl OutMsg {
+    /// Total bytes on the wire.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.body.as_ref().map_or(0, |b| b.body().len())
+    }
+    /// Whether it is empty (never, for a real message).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Number of fds attached.
+    pub fn n_fds(&self) -> usize {
+        self.body.as_ref().map_or(0, |b| b.fds.len())
+    }
+}
+
+/// Where a connection is in its life.
+#[derive(Debug)]
+pub enum PeerState {
+    /// SASL handshake in progress.
+    Authenticating(Box<SaslServer>),
+    /// Authenticated; only Hello may be sent.
+    WaitingHello,
+    /// Registered with a unique name.
+    Active,
+    /// Became a monitor: receives copies, may send nothing.
+    Monitor,
+}
+
+/// Per-connection counters for Debug.Stats.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PeerStats {
+    /// Bytes received.
+    pub in_bytes: u64,
+    /// Bytes sent.
+    pub out_bytes: u64,
+    /// Messages received.
+    pub in_msgs: u64,
+    /// Peak queued outgoing bytes.
+    pub peak_out_bytes: u64,
+}
+
+/// A connection.
+#[derive(Debug)]
+pub struct Peer {
+    /// Stable id (also the poll token).
+    pub id: u64,
+    /// The socket.
+    pub stream: Stream,
+    /// Credentials from the socket.
+    pub creds: PeerCreds,
+    /// uid after authentication (None for ANONYMOUS or not yet).
+    pub auth_uid: Option<u32>,
+    /// Supplementary groups of the uid.
+    pub gids: Vec<u32>,
+    /// Lifecycle state.
+    pub state: PeerState,
+    /// The unique name, once Hello was called.
+    pub unique_name: Option<Rc<str>>,
+    /// Whether fd passing was negotiated.
+    pub unix_fd: bool,
+    /// Bytes read but not yet framed.
+    pub inbuf: Vec<u8>,
+    /// Fds received but not yet attached to a message.
+    pub in_fds: VecDeque<OwnedFd>,
+    /// Outgoing queue.
+    pub out: VecDeque<OutMsg>,
+    /// Bytes of the front message already written.
+    pub out_pos: usize,
+    /// Bytes queued in `out` (minus `out_pos`).
+    pub out_bytes: usize,
+    /// Fds queued in `out`.
+    pub out_fds: usize,
+    /// Well-known names this connection owns or is queued for.
+    pub names: Vec<Rc<str>>,
+    /// Match rules, in the order added.
+    pub matches: Vec<MatchRule>,
+    /// The policy that applies to this connection.
+    pub policy: policy::ConnectionPolicy,
+    /// Deadline for authentication + Hello.
+    pub auth_deadline: Option<Instant>,
+    /// Since when an incomplete message with fds has been waiting.
+    pub pending_fd_since: Option<Instant>,
+    /// Set when the connection must be dropped after its queue is flushed
+    /// (or at once).
+    pub closing: bool,
+    /// Counters.
+    pub stats: PeerStats,
+    /// A cached `uid=.. pid=.. comm=".."` for log lines and errors.
+    pub loginfo: String,
+    /// Whether this peer may see messages not addressed to it through
+    /// eavesdrop match rules (policy `eavesdrop="true"` is checked per message).
+    pub has_eavesdrop_rules: bool,
+}
+
+/// Outcome of a flush.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flush {
+    /// Everything was written.
+    Done,
+    /// The socket is full; wait for writability.
+    Blocked,
+}
+
+/// At most this many iovecs per sendmsg (IOV_MAX is 1024 on Linux).
+const MAX_IOV: usize = 512;
+
+impl Peer {
+    /// Queues a message for writing.
+    pub fn enqueue(&mut self, m: OutMsg) {
+        self.out_bytes += m.len();
+        self.out_fds += m.n_fds();
+        self.out.push_back(m);
+        let queued = self.out_bytes as u64;
+        if queued > self.stats.peak_out_bytes {
+            self.stats.peak_out_bytes = queued;
+        }
+    }
+
+    /// Writes as much of the queue as the socket takes. A message carrying
+    /// fds starts its own sendmsg so its fds travel with its first byte.
+    pub fn flush(&mut self) -> io::Result<Flush> {
+        while !self.out.is_empty() {
+            let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(16);
+            let mut fds: Vec<RawFd> = Vec::new();
+            let mut skip = self.out_pos;
+            for (i, m) in self.out.iter().enumerate() {
+                if iov.len() + 2 > MAX_IOV {
+                    break;
+                }
+                let nf = m.n_fds();
+                if nf > 0 {
+                    if i > 0 {
+                        break;
+                    }
+                    if skip == 0 {
+                        if let Some(b) = &m.body {
+                            fds.extend(b.fds.iter().map(|f| f.as_raw_fd()));
+                        }
+                    }
+                }
+                let head: &[u8] = &m.head;
+                let body: &[u8] = m.body.as_ref().map_or(&[][..], |b| b.body());
+                if skip < head.len() {
+                    iov.push(IoSlice::new(&head[skip..]));
+                    if !body.is_empty() {
+                        iov.push(IoSlice::new(body));
+                    }
+                } else if skip - head.len() < body.len() {
+                    iov.push(IoSlice::new(&body[skip - head.len()..]));
+                }
+                skip = 0;
+            }
+            let n = match self.stream.send(&iov, &fds) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flush::Blocked),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            drop(iov);
+            self.stats.out_bytes += n as u64;
+            self.out_bytes -= n;
+            let mut left = n;
+            while left > 0 {
+                let Some(front) = self.out.front() else { break };
+                let remaining = front.len() - self.out_pos;
+                if left >= remaining {
+                    left -= remaining;
+                    self.out_fds -= front.n_fds();
+                    self.out.pop_front();
+                    self.out_pos = 0;
+                } else {
+                    self.out_pos += left;
+                    left = 0;
+                }
+            }
+        }
+        Ok(Flush::Done)
+    }
+
+    /// The unique name, or "(inactive)".
+    pub fn name(&self) -> &str {
+        self.unique_name.as_deref().unwrap_or(":not.active.yet")
+    }
+
+    /// Whether Hello has completed (and it is not a monitor).
+    pub fn is_active(&self) -> bool {
+        matches!(self.state, PeerState::Active)
+    }
+}
+
+/// Builds dbus-daemon's `uid=.. pid=.. comm=".."` description.
+pub fn loginfo(creds: &PeerCreds) -> String {
+    let mut s = String::new();
+    if let Some(uid) = creds.uid {
+        s.push_str(&format!("uid={uid}"));
+    }
+    if let Some(pid) = creds.pid {
+        if !s.is_empty() {
+            s.push(' ');
+        }
+        let comm = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| {
+                let b: Vec<u8> = b.into_iter().take(64).collect();
+                let t: String = String::from_utf8_lossy(&b).replace('\0', " ");
+                t.trim_end().to_string()
+            })
+            .unwrap_or_default();
+        s.push_str(&format!("pid={pid} comm=\"{comm}\""));
+    }
+    s
+}

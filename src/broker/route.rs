@@ -1,0 +1,153 @@
+//! Routing one message from a connection: to the driver, to the owner of a
+//! name, or to everyone whose match rules want it (dbus-daemon's
+//! bus_dispatch).
+
+use std::rc::Rc;
+
+use super::bus::{Bus, DBUS_NAME};
+use super::peer::{Inbound, OutMsg, PeerState};
+use super::security::View;
+use crate::driver::errors;
+use crate::wire::header::{forward_header, msg_type};
+
+impl Bus {
+    /// Routes a validated message from connection `sid`.
+    pub fn dispatch(&mut self, sid: u64, inb: Inbound) {
+        let Some(p) = self.peers.get(&sid) else { return };
+        if matches!(p.state, PeerState::Monitor) {
+            crate::log::warning(&format!(
+                "Monitoring connection {} ({}) is not allowed to send messages; closing it. \
+                 Please fix the monitor to not do that.",
+                p.name(),
+                p.loginfo
+            ));
+            self.close(sid);
+            return;
+        }
+        let active = p.is_active();
+        let sender_name: Rc<str> = p
+            .unique_name
+            .clone()
+            .unwrap_or_else(|| Rc::from(":not.active.yet"));
+        let inb = Rc::new(inb);
+        let h = &inb.header;
+        let bytes = &inb.bytes;
+        let dest = h.destination(bytes);
+
+        if dest.is_none() && h.msg_type != msg_type::SIGNAL {
+            // Not addressed to anyone: dbus-daemon's own connection object
+            // answers Peer methods and ignores the rest.
+            if h.msg_type == msg_type::METHOD_CALL {
+                self.handle_unaddressed_call(sid, &inb);
+            }
+            return;
+        }
+
+        let head = Rc::new(forward_header(h, bytes, &sender_name));
+        let out = OutMsg {
+            head,
+            body: Some(inb.clone()),
+        };
+        let v = View { h, bytes };
+
+        if dest == Some(DBUS_NAME) {
+            if !self.monitors.is_empty() {
+                self.capture(Some(sid), None, &out, v);
+            }
+            if let Err(d) = self.check_security(Some(sid), None, None, &v, None) {
+                self.send_error(sid, h, d.name, &d.text);
+                return;
+            }
+            crate::driver::handle(self, sid, &inb);
+            // Eavesdroppers see messages to the driver too.
+            if active {
+                self.dispatch_matches(Some(sid), None, &out, v);
+            }
+            return;
+        }
+        if !active {
+            if !self.monitors.is_empty() {
+                self.capture(Some(sid), None, &out, v);
+            }
+            self.close(sid);
+            return;
+        }
+        let addressed = match dest {
+            None => None,
+            Some(d) => match self.lookup(d) {
+                Some(r) => Some(r),
+                None => {
+                    if !self.monitors.is_empty() {
+                        self.capture(Some(sid), None, &out, v);
+                    }
+                    let d = d.to_string();
+                    if !h.no_auto_start() {
+                        self.auto_start(sid, &d, &inb, &out);
+                    } else {
+                        self.send_error(
+                            sid,
+                            h,
+                            errors::NAME_HAS_NO_OWNER,
+                            &format!("Name \"{d}\" does not exist"),
+                        );
+                    }
+                    return;
+                }
+            },
+        };
+        if !self.monitors.is_empty() {
+            self.capture(Some(sid), addressed, &out, v);
+        }
+        if let Some(r) = addressed {
+            if let Err(d) = self.check_security(Some(sid), Some(r), Some(r), &v, None) {
+                self.send_error(sid, h, d.name, &d.text);
+                return;
+            }
+            if h.unix_fds > 0 && !self.peers.get(&r).is_some_and(|p| p.unix_fd) {
+                self.send_error(
+                    sid,
+                    h,
+                    errors::NOT_SUPPORTED,
+                    "Tried to send message with Unix file descriptorsto a client that doesn't support that.",
+                );
+                return;
+            }
+            self.deliver(r, out.clone());
+        }
+        self.dispatch_matches(Some(sid), addressed, &out, v);
+    }
+
+    /// A method call to a name nobody owns, without NO_AUTO_START.
+    fn auto_start(&mut self, sid: u64, name: &str, inb: &Rc<Inbound>, _out: &OutMsg) {
+        if crate::activation::try_activate(self, sid, name, Some(inb.clone())) {
+            return;
+        }
+        self.send_error(
+            sid,
+            &inb.header,
+            errors::SERVICE_UNKNOWN,
+            &format!("The name {name} was not provided by any .service files"),
+        );
+    }
+
+    /// Peer methods sent without a destination are answered by the bus.
+    fn handle_unaddressed_call(&mut self, sid: u64, inb: &Inbound) {
+        let h = &inb.header;
+        let iface = h.interface(&inb.bytes);
+        if iface.is_none() || iface == Some("org.freedesktop.DBus.Peer") {
+            if crate::driver::peer_iface::handle(self, sid, inb) {
+                return;
+            }
+        }
+        if h.no_reply_expected() {
+            return;
+        }
+        let text = format!(
+            "Method \"{}\" with signature \"{}\" on interface \"{}\" doesn't exist\n",
+            h.member(&inb.bytes).unwrap_or(""),
+            h.signature(&inb.bytes).unwrap_or(""),
+            iface.unwrap_or("(null)")
+        );
+        self.send_error(sid, h, errors::UNKNOWN_METHOD, &text);
+    }
+}

@@ -1,0 +1,246 @@
+//! The per-delivery security check (dbus-daemon's
+//! bus_context_check_security_policy): registration, reply tracking, send
+//! and receive policy, and the recipient's queue limits.
+
+use policy::MessageFacts;
+
+use super::bus::{Bus, DBUS_NAME};
+use super::replies::ExpectError;
+use crate::driver::errors;
+use crate::wire::header::{msg_type, Header};
+
+/// A message as the policy and match rules see it.
+#[derive(Clone, Copy, Debug)]
+pub struct View<'a> {
+    /// Parsed header.
+    pub h: &'a Header,
+    /// The message bytes (header fields are read from here).
+    pub bytes: &'a [u8],
+}
+
+impl<'a> View<'a> {
+    /// The facts policy rules look at.
+    pub fn facts(&self) -> MessageFacts<'a> {
+        MessageFacts {
+            msg_type: self.h.msg_type,
+            path: self.h.path(self.bytes),
+            interface: self.h.interface(self.bytes),
+            member: self.h.member(self.bytes),
+            error_name: self.h.error_name(self.bytes),
+            destination: self.h.destination(self.bytes),
+            unix_fds: self.h.unix_fds,
+        }
+    }
+}
+
+/// An error to send back to whoever caused it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Denied {
+    /// D-Bus error name.
+    pub name: &'static str,
+    /// Human-readable text.
+    pub text: String,
+}
+
+/// The name of a message type as dbus-daemon prints it.
+pub fn type_name(t: u8) -> &'static str {
+    match t {
+        msg_type::METHOD_CALL => "method_call",
+        msg_type::METHOD_RETURN => "method_return",
+        msg_type::ERROR => "error",
+        msg_type::SIGNAL => "signal",
+        _ => "invalid",
+    }
+}
+
+impl Bus {
+    fn policy_names(&self, id: Option<u64>) -> Vec<std::rc::Rc<str>> {
+        match id {
+            Some(id) => self.names_of(id),
+            None => vec![std::rc::Rc::from(DBUS_NAME)],
+        }
+    }
+
+    /// dbus-daemon's "complain_about_message" text.
+    #[allow(clippy::too_many_arguments)]
+    fn complaint(
+        &self,
+        name: &'static str,
+        what: &str,
+        matched: u32,
+        v: &View<'_>,
+        sender: Option<u64>,
+        proposed: Option<u64>,
+        requested_reply: bool,
+    ) -> Denied {
+        let (sname, sinfo) = match sender.and_then(|s| self.peers.get(&s)) {
+            Some(p) => (p.name().to_string(), p.loginfo.clone()),
+            None => ("(unset)".to_string(), "(bus)".to_string()),
+        };
+        let rinfo = match proposed.and_then(|r| self.peers.get(&r)) {
+            Some(p) => p.loginfo.clone(),
+            None => "bus".to_string(),
+        };
+        let f = v.facts();
+        Denied {
+            name,
+            text: format!(
+                "{what}, {matched} matched rules; type=\"{}\", sender=\"{sname}\" ({sinfo}) \
+                 interface=\"{}\" member=\"{}\" error name=\"{}\" requested_reply=\"{}\" \
+                 destination=\"{}\" ({rinfo})",
+                type_name(f.msg_type),
+                f.interface.unwrap_or("(unset)"),
+                f.member.unwrap_or("(unset)"),
+                f.error_name.unwrap_or("(unset)"),
+                u8::from(requested_reply),
+                f.destination.unwrap_or(DBUS_NAME),
+            ),
+        }
+    }
+
+    /// Checks whether `v` may go from `sender` (None: the driver) to
+    /// `proposed` (None: the driver), which is `addressed` or an
+    /// eavesdropper. On success for an addressed method call, records the
+    /// expected reply. `activation_name` stands in for the receiver's names
+    /// when the receiver is not running yet.
+    pub fn check_security(
+        &mut self,
+        sender: Option<u64>,
+        addressed: Option<u64>,
+        proposed: Option<u64>,
+        v: &View<'_>,
+        activation_name: Option<&str>,
+    ) -> Result<(), Denied> {
+        let h = v.h;
+        let eavesdropping = addressed != proposed;
+        let mut requested_reply = false;
+        if let Some(s) = sender {
+            let active = self.peers.get(&s).is_some_and(|p| p.is_active());
+            if !active {
+                let is_hello = proposed.is_none()
+                    && h.msg_type == msg_type::METHOD_CALL
+                    && h.interface(v.bytes) == Some(DBUS_NAME)
+                    && h.member(v.bytes) == Some("Hello");
+                if is_hello {
+                    return Ok(());
+                }
+                return Err(Denied {
+                    name: errors::ACCESS_DENIED,
+                    text: "Client tried to send a message other than Hello without being registered"
+                        .into(),
+                });
+            }
+            if let (Some(rs), Some(p)) = (h.reply_serial, proposed) {
+                if !eavesdropping {
+                    requested_reply = self.replies.take(p, s, rs);
+                }
+            }
+        } else if !eavesdropping && h.reply_serial.is_some() {
+            requested_reply = true;
+        }
+
+        let facts = v.facts();
+        if let Some(s) = sender {
+            let receiver_names: Vec<std::rc::Rc<str>> = match (proposed, activation_name) {
+                (None, Some(n)) => vec![std::rc::Rc::from(n)],
+                _ => self.policy_names(proposed),
+            };
+            let names: Vec<&str> = receiver_names.iter().map(|n| &**n).collect();
+            let verdict = self.peers.get(&s).map(|p| {
+                p.policy
+                    .can_send(&facts, &names, requested_reply, eavesdropping)
+            });
+            if let Some(verdict) = verdict {
+                if !verdict.allowed {
+                    return Err(self.complaint(
+                        errors::ACCESS_DENIED,
+                        "Rejected send message",
+                        verdict.matched_rules,
+                        v,
+                        sender,
+                        proposed,
+                        requested_reply,
+                    ));
+                }
+                if verdict.log {
+                    let d = self.complaint(
+                        errors::ACCESS_DENIED,
+                        "Would reject message",
+                        verdict.matched_rules,
+                        v,
+                        sender,
+                        proposed,
+                        requested_reply,
+                    );
+                    crate::log::security(&d.text);
+                }
+            }
+        }
+        if let Some(r) = proposed {
+            let active = self.peers.get(&r).is_some_and(|p| p.is_active()
+                || matches!(p.state, super::peer::PeerState::Monitor));
+            if active {
+                let sender_names = self.policy_names(sender);
+                let names: Vec<&str> = sender_names.iter().map(|n| &**n).collect();
+                let verdict = self.peers.get(&r).map(|p| {
+                    p.policy
+                        .can_receive(&facts, &names, requested_reply, eavesdropping)
+                });
+                if let Some(verdict) = verdict {
+                    if !verdict.allowed {
+                        return Err(self.complaint(
+                            errors::ACCESS_DENIED,
+                            "Rejected receive message",
+                            verdict.matched_rules,
+                            v,
+                            sender,
+                            proposed,
+                            requested_reply,
+                        ));
+                    }
+                }
+            }
+            let full = self.peers.get(&r).is_some_and(|p| {
+                p.out_bytes as u64 > self.config.limits.max_outgoing_bytes
+                    || p.out_fds as u64 > self.config.limits.max_outgoing_unix_fds
+            });
+            if full {
+                return Err(self.complaint(
+                    errors::LIMITS_EXCEEDED,
+                    "Rejected: destination has a full message queue",
+                    0,
+                    v,
+                    sender,
+                    proposed,
+                    requested_reply,
+                ));
+            }
+        }
+        if h.msg_type == msg_type::METHOD_CALL && !eavesdropping && !h.no_reply_expected() {
+            if let (Some(s), Some(a)) = (sender, addressed) {
+                let deadline = self.reply_deadline();
+                let limit = self.config.limits.max_replies_per_connection;
+                match self.replies.expect(s, a, h.serial, deadline, limit) {
+                    Ok(()) => {}
+                    Err(ExpectError::DuplicateSerial) => {
+                        return Err(Denied {
+                            name: errors::ACCESS_DENIED,
+                            text: "Message has the same reply serial as a currently-outstanding existing method call".into(),
+                        })
+                    }
+                    Err(ExpectError::TooMany) => {
+                        crate::log::warning(&format!(
+                            "The maximum number of pending replies for \"{}\" has been reached (max_replies_per_connection={limit})",
+                            self.peers.get(&s).map(|p| p.name()).unwrap_or("?")
+                        ));
+                        return Err(Denied {
+                            name: errors::LIMITS_EXCEEDED,
+                            text: "The maximum number of pending replies per connection has been reached".into(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

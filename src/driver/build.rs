@@ -1,0 +1,97 @@
+//! Marshalling of the messages the bus itself sends: method returns,
+//! errors and signals, always little-endian, always NO_REPLY_EXPECTED.
+
+use crate::wire::header::{field, flags, msg_type, HeaderBuilder};
+use crate::wire::Endian;
+
+use crate::broker::bus::DBUS_NAME;
+
+fn finish(mut hb: HeaderBuilder, dest: Option<&str>, sig: &str, body: &[u8]) -> Vec<u8> {
+    if let Some(d) = dest {
+        hb.string(field::DESTINATION, d);
+    }
+    hb.string(field::SENDER, DBUS_NAME);
+    if !sig.is_empty() {
+        hb.signature(sig);
+    }
+    let mut out = hb.finish();
+    out.extend_from_slice(body);
+    out
+}
+
+/// A method return from the driver.
+pub fn method_return(serial: u32, reply_serial: u32, dest: Option<&str>, sig: &str, body: &[u8]) -> Vec<u8> {
+    let mut hb = HeaderBuilder::new(
+        Endian::Little,
+        msg_type::METHOD_RETURN,
+        flags::NO_REPLY_EXPECTED,
+        body.len() as u32,
+        serial,
+    );
+    hb.u32(field::REPLY_SERIAL, reply_serial);
+    finish(hb, dest, sig, body)
+}
+
+/// An error from the driver with a single string argument.
+pub fn error(serial: u32, reply_serial: u32, dest: Option<&str>, name: &str, text: &str) -> Vec<u8> {
+    let mut w = crate::wire::marshal::Writer::new();
+    w.string(text);
+    let body = w.into_bytes();
+    let mut hb = HeaderBuilder::new(
+        Endian::Little,
+        msg_type::ERROR,
+        flags::NO_REPLY_EXPECTED,
+        body.len() as u32,
+        serial,
+    );
+    hb.string(field::ERROR_NAME, name);
+    hb.u32(field::REPLY_SERIAL, reply_serial);
+    finish(hb, dest, "s", &body)
+}
+
+/// A signal from the driver (unicast when `dest` is given).
+pub fn signal(
+    serial: u32,
+    dest: Option<&str>,
+    path: &str,
+    iface: &str,
+    member: &str,
+    sig: &str,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut hb = HeaderBuilder::new(
+        Endian::Little,
+        msg_type::SIGNAL,
+        flags::NO_REPLY_EXPECTED,
+        body.len() as u32,
+        serial,
+    );
+    hb.string(field::PATH, path);
+    hb.string(field::INTERFACE, iface);
+    hb.string(field::MEMBER, member);
+    finish(hb, dest, sig, body)
+}
+
+/// A method call from the bus (used for systemd activation requests).
+#[allow(clippy::too_many_arguments)]
+pub fn method_call(
+    serial: u32,
+    dest: &str,
+    path: &str,
+    iface: &str,
+    member: &str,
+    sig: &str,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut hb = HeaderBuilder::new(
+        Endian::Little,
+        msg_type::METHOD_CALL,
+        flags::NO_REPLY_EXPECTED,
+        body.len() as u32,
+        serial,
+    );
+    hb.string(field::PATH, path);
+    hb.string(field::INTERFACE, iface);
+    hb.string(field::MEMBER, member);
+    finish(hb, Some(dest), sig, body)
+}

@@ -1,0 +1,137 @@
+//! A connected peer socket: non-blocking reads that collect passed fds,
+//! vectored writes that attach fds, and peer credentials.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::socket::{
+    getsockopt, recvmsg, sendmsg, sockopt, ControlMessage, ControlMessageOwned, MsgFlags,
+};
+
+/// A connected socket.
+#[derive(Debug)]
+pub enum Stream {
+    /// unix-domain
+    Unix(mio::net::UnixStream),
+    /// TCP
+    Tcp(mio::net::TcpStream),
+}
+
+/// Credentials of the process at the other end.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PeerCreds {
+    /// uid
+    pub uid: Option<u32>,
+    /// pid
+    pub pid: Option<u32>,
+    /// primary gid
+    pub gid: Option<u32>,
+}
+
+/// Maximum fds taken from one recvmsg (as libdbus: the per-message maximum).
+const MAX_FDS_PER_READ: usize = 64;
+
+impl Stream {
+    /// The raw fd.
+    pub fn raw_fd(&self) -> RawFd {
+        match self {
+            Stream::Unix(s) => s.as_raw_fd(),
+            Stream::Tcp(s) => s.as_raw_fd(),
+        }
+    }
+
+    /// Whether fds can pass over this socket.
+    pub fn can_pass_fds(&self) -> bool {
+        matches!(self, Stream::Unix(_))
+    }
+
+    /// SO_PEERCRED of a unix socket.
+    pub fn peer_creds(&self) -> PeerCreds {
+        match self {
+            Stream::Unix(s) => match getsockopt(s, sockopt::PeerCredentials) {
+                Ok(c) => PeerCreds {
+                    uid: Some(c.uid()),
+                    pid: u32::try_from(c.pid()).ok().filter(|&p| p != 0),
+                    gid: Some(c.gid()),
+                },
+                Err(_) => PeerCreds::default(),
+            },
+            Stream::Tcp(_) => PeerCreds::default(),
+        }
+    }
+
+    /// Reads into `buf`; fds that arrive are appended to `fds`.
+    /// Returns 0 at end of stream.
+    pub fn recv(&self, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
+        let fd = self.raw_fd();
+        let mut iov = [IoSliceMut::new(buf)];
+        let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS_PER_READ]);
+        let msg = recvmsg::<()>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
+            .map_err(io::Error::from)?;
+        let n = msg.bytes;
+        if let Ok(cmsgs) = msg.cmsgs() {
+            for c in cmsgs {
+                if let ControlMessageOwned::ScmRights(received) = c {
+                    for raw in received {
+                        // SAFETY: the kernel installed these descriptors in
+                        // our table for this SCM_RIGHTS message; nothing else
+                        // refers to them, so wrapping each once gives it a
+                        // single owner that closes it.
+                        fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
+                    }
+                }
+            }
+        }
+        if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "too many file descriptors in one read",
+            ));
+        }
+        Ok(n)
+    }
+
+    /// Writes the slices, attaching `fds` (raw descriptors kept open by the
+    /// caller) to the first byte.
+    pub fn send(&self, iov: &[IoSlice<'_>], fds: &[RawFd]) -> io::Result<usize> {
+        let fd = self.raw_fd();
+        let flags = MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT;
+        let r = if fds.is_empty() {
+            sendmsg::<()>(fd, iov, &[], flags, None)
+        } else {
+            sendmsg::<()>(fd, iov, &[ControlMessage::ScmRights(fds)], flags, None)
+        };
+        r.map_err(io::Error::from)
+    }
+}
+
+impl mio::event::Source for Stream {
+    fn register(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+        interests: mio::Interest,
+    ) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.register(registry, token, interests),
+            Stream::Tcp(s) => s.register(registry, token, interests),
+        }
+    }
+    fn reregister(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+        interests: mio::Interest,
+    ) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.reregister(registry, token, interests),
+            Stream::Tcp(s) => s.reregister(registry, token, interests),
+        }
+    }
+    fn deregister(&mut self, registry: &mio::Registry) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.deregister(registry),
+            Stream::Tcp(s) => s.deregister(registry),
+        }
+    }
+}
