@@ -356,15 +356,18 @@ fn strtoul0(s: &[u8]) -> Option<(u64, usize)> {
     if i == digits_start || overflow {
         return None;
     }
-    Some((if negative { value.wrapping_neg() } else { value }, i))
+    Some((
+        if negative {
+            value.wrapping_neg()
+        } else {
+            value
+        },
+        i,
+    ))
 }
 
 /// Parses an `arg...` key as dbus-daemon's `bus_match_rule_parse_arg_match`.
-fn parse_arg_key(
-    rule: &mut MatchRule,
-    key: &str,
-    value: String,
-) -> Result<(), MatchRuleError> {
+fn parse_arg_key(rule: &mut MatchRule, key: &str, value: String) -> Result<(), MatchRuleError> {
     if key.len() < 4 {
         return Err(invalid(format!(
             "Key '{key}' in match rule starts with 'arg' but lacks an arg number. Should be 'arg0' or 'arg7' for example.\n"
@@ -522,11 +525,7 @@ impl MatchRule {
                     }
                 },
                 k if k.starts_with("arg") => parse_arg_key(&mut rule, k, value)?,
-                _ => {
-                    return Err(invalid(format!(
-                        "Unknown key \"{key}\" in match rule"
-                    )))
-                }
+                _ => return Err(invalid(format!("Unknown key \"{key}\" in match rule"))),
             }
         }
         Ok(rule)

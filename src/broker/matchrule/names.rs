@@ -71,7 +71,9 @@ pub(super) fn is_member(s: &str) -> bool {
         return false;
     }
     match b.split_first() {
-        Some((&first, rest)) => is_initial_name_char(first) && rest.iter().all(|&c| is_name_char(c)),
+        Some((&first, rest)) => {
+            is_initial_name_char(first) && rest.iter().all(|&c| is_name_char(c))
+        }
         None => false,
     }
 }
