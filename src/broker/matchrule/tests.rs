@@ -938,3 +938,62 @@ fn arg_index_bound() {
     bad("arg64='x'");
     bad("arg64path='/'");
 }
+
+#[test]
+fn pseudo_random_inputs_round_trip() {
+    // Deterministic xorshift over an alphabet of the interesting characters
+    // and key fragments: parse never panics, and whatever parses round-trips.
+    const PIECES: &[&str] = &[
+        "'",
+        "\\",
+        ",",
+        "=",
+        " ",
+        "\t",
+        "a",
+        "b.c",
+        "/",
+        ":1.2",
+        "type",
+        "signal",
+        "sender",
+        "interface",
+        "member",
+        "path",
+        "path_namespace",
+        "destination",
+        "arg0",
+        "arg1path",
+        "arg0namespace",
+        "arg63",
+        "eavesdrop",
+        "true",
+        "é",
+        ".",
+        "type='signal'",
+        "arg2='x'",
+        "member=M",
+        "path='/a/b'",
+    ];
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut parsed = 0;
+    for _ in 0..20_000 {
+        let len = next() % 12;
+        let mut text = String::new();
+        for _ in 0..len {
+            let i = usize::try_from(next() % PIECES.len() as u64).unwrap_or(0);
+            text.push_str(PIECES[i]);
+        }
+        if let Ok(rule) = MatchRule::parse(&text) {
+            parsed += 1;
+            roundtrip(&rule);
+        }
+    }
+    assert!(parsed > 100, "only {parsed} inputs parsed");
+}
