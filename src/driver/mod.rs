@@ -1,0 +1,302 @@
+//! The bus driver, org.freedesktop.DBus: a table of interfaces and methods
+//! (the same one generates Introspect), dispatch with dbus-daemon's checks
+//! (canonical path, privileged callers, exact signatures), and the handlers.
+
+pub mod build;
+pub mod errors;
+mod info;
+mod matches;
+pub mod monitor;
+mod names;
+pub mod peer_iface;
+mod props;
+pub mod stats;
+
+use crate::broker::bus::{Bus, DBUS_NAME, DBUS_PATH};
+use crate::broker::peer::Inbound;
+use crate::broker::security::Denied;
+use crate::wire::header::{msg_type, Header};
+use crate::wire::marshal::Reader;
+
+/// A method call being handled.
+pub struct Call<'a> {
+    /// The caller.
+    pub sid: u64,
+    /// The message.
+    pub inb: &'a Inbound,
+}
+
+impl<'a> Call<'a> {
+    /// Header.
+    pub fn h(&self) -> &'a Header {
+        &self.inb.header
+    }
+    /// A reader over the body.
+    pub fn args(&self) -> Reader<'a> {
+        Reader::new(self.inb.body(), self.inb.header.endian())
+    }
+    /// Member name.
+    pub fn member(&self) -> &'a str {
+        self.inb.header.member(&self.inb.bytes).unwrap_or("")
+    }
+    /// Object path.
+    pub fn path(&self) -> &'a str {
+        self.inb.header.path(&self.inb.bytes).unwrap_or("")
+    }
+}
+
+/// A method's successful outcome: the reply body, or nothing when the
+/// handler already sent its reply.
+pub enum Reply {
+    /// Send a method return with this signature and body.
+    Body(&'static str, Vec<u8>),
+    /// The handler replied itself.
+    Sent,
+}
+
+type Handler = fn(&mut Bus, &Call<'_>) -> Result<Reply, Denied>;
+
+/// Method may be called on any object path.
+const ANY_PATH: u8 = 1;
+/// Only the bus's own user or root may call it.
+const PRIVILEGED: u8 = 2;
+
+/// One method of the driver.
+pub struct Method {
+    /// Member name.
+    pub name: &'static str,
+    /// Input signature.
+    pub input: &'static str,
+    /// Output signature.
+    pub output: &'static str,
+    flags: u8,
+    handler: Handler,
+}
+
+/// One interface of the driver.
+pub struct Interface {
+    /// Interface name.
+    pub name: &'static str,
+    /// Methods.
+    pub methods: &'static [Method],
+    /// Properties (name, signature).
+    pub properties: &'static [(&'static str, &'static str)],
+    /// Extra introspection XML (signals).
+    pub extra: &'static str,
+    /// Available on every path.
+    pub any_path: bool,
+    /// Listed in the Interfaces property.
+    pub interesting: bool,
+}
+
+const fn m(name: &'static str, input: &'static str, output: &'static str, flags: u8, handler: Handler) -> Method {
+    Method {
+        name,
+        input,
+        output,
+        flags,
+        handler,
+    }
+}
+
+/// Every interface, in dbus-daemon's order.
+pub static INTERFACES: &[Interface] = &[
+    Interface {
+        name: "org.freedesktop.DBus",
+        methods: &[
+            m("Hello", "", "s", ANY_PATH, names::hello),
+            m("RequestName", "su", "u", ANY_PATH, names::request_name),
+            m("ReleaseName", "s", "u", ANY_PATH, names::release_name),
+            m("StartServiceByName", "su", "u", ANY_PATH, names::start_service_by_name),
+            m("UpdateActivationEnvironment", "a{ss}", "", PRIVILEGED, info::update_activation_environment),
+            m("NameHasOwner", "s", "b", ANY_PATH, names::name_has_owner),
+            m("ListNames", "", "as", ANY_PATH, names::list_names),
+            m("ListActivatableNames", "", "as", ANY_PATH, names::list_activatable_names),
+            m("AddMatch", "s", "", ANY_PATH, matches::add_match),
+            m("RemoveMatch", "s", "", ANY_PATH, matches::remove_match),
+            m("GetNameOwner", "s", "s", ANY_PATH, names::get_name_owner),
+            m("ListQueuedOwners", "s", "as", ANY_PATH, names::list_queued_owners),
+            m("GetConnectionUnixUser", "s", "u", ANY_PATH, info::get_unix_user),
+            m("GetConnectionUnixProcessID", "s", "u", ANY_PATH, info::get_unix_pid),
+            m("GetAdtAuditSessionData", "s", "ay", ANY_PATH, info::get_adt_audit_session_data),
+            m("GetConnectionSELinuxSecurityContext", "s", "ay", ANY_PATH, info::get_selinux_context),
+            m("ReloadConfig", "", "", ANY_PATH, info::reload_config),
+            m("GetId", "", "s", ANY_PATH, info::get_id),
+            m("GetConnectionCredentials", "s", "a{sv}", ANY_PATH, info::get_connection_credentials),
+        ],
+        properties: &[("Features", "as"), ("Interfaces", "as")],
+        extra: "    <signal name=\"NameOwnerChanged\">\n      <arg type=\"s\"/>\n      <arg type=\"s\"/>\n      <arg type=\"s\"/>\n    </signal>\n    <signal name=\"NameLost\">\n      <arg type=\"s\"/>\n    </signal>\n    <signal name=\"NameAcquired\">\n      <arg type=\"s\"/>\n    </signal>\n",
+        any_path: true,
+        interesting: false,
+    },
+    Interface {
+        name: "org.freedesktop.DBus.Properties",
+        methods: &[
+            m("Get", "ss", "v", 0, props::get),
+            m("GetAll", "s", "a{sv}", 0, props::get_all),
+            m("Set", "ssv", "", 0, props::set),
+        ],
+        properties: &[],
+        extra: "    <signal name=\"PropertiesChanged\">\n      <arg type=\"s\" name=\"interface_name\"/>\n      <arg type=\"a{sv}\" name=\"changed_properties\"/>\n      <arg type=\"as\" name=\"invalidated_properties\"/>\n    </signal>\n",
+        any_path: false,
+        interesting: false,
+    },
+    Interface {
+        name: "org.freedesktop.DBus.Introspectable",
+        methods: &[m("Introspect", "", "s", ANY_PATH, props::introspect)],
+        properties: &[],
+        extra: "",
+        any_path: true,
+        interesting: false,
+    },
+    Interface {
+        name: "org.freedesktop.DBus.Monitoring",
+        methods: &[m("BecomeMonitor", "asu", "", PRIVILEGED, monitor::become_monitor)],
+        properties: &[],
+        extra: "",
+        any_path: false,
+        interesting: true,
+    },
+    Interface {
+        name: "org.freedesktop.DBus.Debug.Stats",
+        methods: &[
+            m("GetStats", "", "a{sv}", 0, stats::get_stats),
+            m("GetConnectionStats", "s", "a{sv}", 0, stats::get_connection_stats),
+            m("GetAllMatchRules", "", "a{sas}", 0, stats::get_all_match_rules),
+        ],
+        properties: &[],
+        extra: "",
+        any_path: false,
+        interesting: true,
+    },
+    Interface {
+        name: "org.freedesktop.DBus.Peer",
+        methods: &[
+            m("GetMachineId", "", "s", ANY_PATH, peer_iface::get_machine_id),
+            m("Ping", "", "", ANY_PATH, peer_iface::ping),
+        ],
+        properties: &[],
+        extra: "",
+        any_path: true,
+        interesting: false,
+    },
+];
+
+/// Sends a method return to the caller of `c`.
+pub fn reply(bus: &mut Bus, c: &Call<'_>, sig: &str, body: &[u8]) {
+    if c.h().no_reply_expected() {
+        return;
+    }
+    let dest = bus.unique_name(c.sid);
+    let serial = bus.next_serial();
+    let bytes = build::method_return(serial, c.h().serial, dest.as_deref(), sig, body);
+    bus.send_from_driver(c.sid, bytes);
+}
+
+fn denied(name: &'static str, text: impl Into<String>) -> Denied {
+    Denied {
+        name,
+        text: text.into(),
+    }
+}
+
+fn check_privileged(bus: &Bus, c: &Call<'_>) -> Result<(), Denied> {
+    let p = bus.peers.get(&c.sid);
+    let uid = p.and_then(|p| p.auth_uid.or(p.creds.uid));
+    let name = p.map(|p| p.name().to_string()).unwrap_or_default();
+    let info = p.map(|p| p.loginfo.clone()).unwrap_or_default();
+    match uid {
+        None => Err(denied(
+            errors::ACCESS_DENIED,
+            format!("rejected attempt to call {} by connection {name} ({info}) with unknown uid", c.member()),
+        )),
+        Some(u) if u == 0 || u == nix::unistd::geteuid().as_raw() => Ok(()),
+        Some(u) => {
+            let text = format!(
+                "rejected attempt to call {} by connection {name} ({info}) with uid {u}",
+                c.member()
+            );
+            crate::log::security(&text);
+            Err(denied(errors::ACCESS_DENIED, text))
+        }
+    }
+}
+
+/// Handles a message addressed to org.freedesktop.DBus (policy already checked).
+pub fn handle(bus: &mut Bus, sid: u64, inb: &Inbound) {
+    let h = &inb.header;
+    let bytes = &inb.bytes;
+    if h.msg_type == msg_type::SIGNAL {
+        if h.interface(bytes) == Some("org.freedesktop.systemd1.Activator")
+            && h.member(bytes) == Some("ActivationFailure")
+        {
+            crate::activation::systemd_failure(bus, sid, inb);
+        }
+        return;
+    }
+    if h.msg_type != msg_type::METHOD_CALL {
+        return;
+    }
+    let c = Call { sid, inb };
+    match dispatch(bus, &c) {
+        Ok(Reply::Body(sig, body)) => reply(bus, &c, sig, &body),
+        Ok(Reply::Sent) => {}
+        Err(d) => bus.send_error(sid, h, d.name, &d.text),
+    }
+}
+
+fn dispatch(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
+    let iface = c.h().interface(&c.inb.bytes);
+    let member = c.member();
+    let canonical = c.path() == DBUS_PATH;
+    let mut found_interface = false;
+    for i in INTERFACES {
+        if !(canonical || i.any_path) {
+            continue;
+        }
+        if iface.is_some_and(|n| n != i.name) {
+            continue;
+        }
+        found_interface = true;
+        let Some(meth) = i.methods.iter().find(|m| m.name == member) else {
+            continue;
+        };
+        if meth.flags & PRIVILEGED != 0 {
+            check_privileged(bus, c)?;
+        }
+        if !(canonical || meth.flags & ANY_PATH != 0) {
+            return Err(denied(
+                errors::ACCESS_DENIED,
+                format!("Method '{member}' is only available at the canonical object path '{DBUS_PATH}'"),
+            ));
+        }
+        let sig = c.h().signature(&c.inb.bytes).unwrap_or("");
+        if sig != meth.input {
+            return Err(denied(
+                errors::INVALID_ARGS,
+                format!("Call to {member} has wrong args ({sig}, expected {})\n", meth.input),
+            ));
+        }
+        if member != "Hello" && !bus.peers.get(&c.sid).is_some_and(|p| p.is_active()) {
+            return Err(denied(
+                errors::ACCESS_DENIED,
+                "Client tried to send a message other than Hello without being registered",
+            ));
+        }
+        return (meth.handler)(bus, c);
+    }
+    Err(denied(
+        if found_interface {
+            errors::UNKNOWN_METHOD
+        } else {
+            errors::UNKNOWN_INTERFACE
+        },
+        format!("{DBUS_NAME} does not understand message {member}"),
+    ))
+}
+
+/// A malformed argument list (the signature matched, so this means the
+/// body is inconsistent, which validation should already have caught).
+fn bad_args(_: crate::wire::WireError) -> Denied {
+    denied(errors::INVALID_ARGS, "Invalid arguments")
+}
