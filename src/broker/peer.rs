@@ -79,6 +79,22 @@ pub struct PeerStats {
     pub in_msgs: u64,
     /// Peak queued outgoing bytes.
     pub peak_out_bytes: u64,
+    /// Fds received.
+    pub in_fds: u64,
+    /// Peak bytes buffered on input.
+    pub peak_in_bytes: u64,
+    /// Peak fds buffered on input.
+    pub peak_in_fds: u64,
+    /// Messages queued for sending.
+    pub out_msgs: u64,
+    /// Fds sent.
+    pub out_fds: u64,
+    /// Peak fds queued on output.
+    pub peak_out_fds: u64,
+    /// Peak match rules.
+    pub peak_match_rules: u64,
+    /// Peak names.
+    pub peak_bus_names: u64,
 }
 
 /// A connection.
@@ -151,6 +167,9 @@ impl Peer {
     pub fn enqueue(&mut self, m: OutMsg) {
         self.out_bytes += m.len();
         self.out_fds += m.n_fds();
+        self.stats.out_msgs += 1;
+        self.stats.out_fds += m.n_fds() as u64;
+        self.stats.peak_out_fds = self.stats.peak_out_fds.max(self.out_fds as u64);
         self.out.push_back(m);
         let queued = self.out_bytes as u64;
         if queued > self.stats.peak_out_bytes {

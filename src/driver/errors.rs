@@ -51,3 +51,5 @@ pub const SPAWN_PERMISSIONS_INVALID: &str = "org.freedesktop.DBus.Error.Spawn.Pe
 pub const SPAWN_FILE_INVALID: &str = "org.freedesktop.DBus.Error.Spawn.FileInvalid";
 /// org.freedesktop.DBus.Error.Spawn.NoMemory
 pub const SPAWN_NO_MEMORY: &str = "org.freedesktop.DBus.Error.NoMemory";
+/// org.freedesktop.DBus.Error.UnixProcessIdUnknown
+pub const UNIX_PROCESS_ID_UNKNOWN: &str = "org.freedesktop.DBus.Error.UnixProcessIdUnknown";

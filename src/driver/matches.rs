@@ -1,0 +1,56 @@
+//! AddMatch and RemoveMatch.
+
+use super::{bad_args, denied, errors, Call, Reply};
+use crate::broker::bus::Bus;
+use crate::broker::matchrule::MatchRule;
+use crate::broker::security::Denied;
+
+fn parse(text: &str) -> Result<MatchRule, Denied> {
+    MatchRule::parse(text).map_err(|e| Denied {
+        name: e.error_name(),
+        text: e.0.clone(),
+    })
+}
+
+pub(super) fn add_match(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
+    let text = c.args().string().map_err(bad_args)?;
+    let rule = parse(text)?;
+    let limit = bus.config.limits.max_match_rules_per_connection;
+    let Some(p) = bus.peers.get_mut(&c.sid) else {
+        return Ok(Reply::Sent);
+    };
+    if p.matches.len() as u64 >= limit {
+        let text = format!(
+            "Connection \"{}\" is not allowed to add more match rules (increase limits in configuration file if required; max_match_rules_per_connection={limit})",
+            p.name()
+        );
+        crate::log::warning(&text);
+        return Err(denied(errors::LIMITS_EXCEEDED, text));
+    }
+    p.matches.push(rule);
+    let n = p.matches.len();
+    bus.match_rules += 1;
+    bus.stats.peak_match_rules = bus.stats.peak_match_rules.max(bus.match_rules);
+    bus.stats.peak_match_rules_per_conn = bus.stats.peak_match_rules_per_conn.max(n);
+    Ok(Reply::Body("", Vec::new()))
+}
+
+pub(super) fn remove_match(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
+    let text = c.args().string().map_err(bad_args)?;
+    let rule = parse(text)?;
+    let Some(p) = bus.peers.get_mut(&c.sid) else {
+        return Ok(Reply::Sent);
+    };
+    // Remove the most recently added identical rule, as dbus-daemon does.
+    match p.matches.iter().rposition(|r| *r == rule) {
+        Some(i) => {
+            p.matches.remove(i);
+            bus.match_rules -= 1;
+            Ok(Reply::Body("", Vec::new()))
+        }
+        None => Err(denied(
+            errors::MATCH_RULE_NOT_FOUND,
+            "The given match rule wasn't found and can't be removed",
+        )),
+    }
+}
