@@ -506,7 +506,9 @@ pub(crate) mod tests {
         ] {
             assert!(!validate_context(bad), "{bad:?}");
         }
-        assert!(Keyring::open(temp_dir("ctx"), "../x").is_err());
+        let dir = temp_dir("ctx");
+        assert!(Keyring::open(dir.clone(), "../x").is_err());
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
