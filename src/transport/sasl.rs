@@ -1172,4 +1172,52 @@ mod tests {
         );
         std::fs::remove_dir_all(&home).unwrap();
     }
+
+    #[test]
+    fn random_input_never_panics_and_terminates() {
+        let words: [&[u8]; 12] = [
+            b"AUTH",
+            b" ",
+            b"EXTERNAL",
+            b"\r\n",
+            b"DATA",
+            b"BEGIN",
+            b"CANCEL",
+            b"ERROR",
+            b"NEGOTIATE_UNIX_FD",
+            b"31303030",
+            b"\xff",
+            b"ANONYMOUS",
+        ];
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..500 {
+            let mut s = SaslServer::new(all(), Some(1000));
+            let mut input = vec![0u8];
+            for _ in 0..(next() % 60) {
+                if next() % 5 == 0 {
+                    input.push((next() & 0xff) as u8);
+                } else {
+                    input.extend_from_slice(words[(next() % 12) as usize]);
+                }
+            }
+            let mut buf: Vec<u8> = Vec::new();
+            let mut out = Vec::new();
+            for chunk in input.chunks(1 + (next() % 7) as usize) {
+                buf.extend_from_slice(chunk);
+                let (n, st) = s.feed(&buf, &mut out);
+                assert!(n <= buf.len());
+                buf.drain(..n);
+                if st != SaslStatus::Continue {
+                    break;
+                }
+            }
+            assert!(out.len() < 64 * 1024);
+        }
+    }
 }
