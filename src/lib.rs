@@ -3,6 +3,14 @@
 //! The binary lives in `main.rs`; this library exposes the layers so that
 //! integration tests, benchmarks and fuzzers can reach them.
 
+pub mod activation;
 pub mod broker;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod driver;
+pub mod log;
+pub mod reload;
+pub mod syslog;
 pub mod transport;
 pub mod wire;

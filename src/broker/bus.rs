@@ -77,6 +77,8 @@ pub struct Bus {
     pub systemd_activation: bool,
     /// Number of connections that have not yet completed Hello.
     pub incomplete: usize,
+    /// Where the configuration came from (for reloads).
+    pub config_source: Option<crate::cli::ConfigChoice>,
 }
 
 impl Bus {
@@ -103,6 +105,7 @@ impl Bus {
             reload_requested: Vec::new(),
             systemd_activation: false,
             incomplete: 0,
+            config_source: None,
         }
     }
 
@@ -188,13 +191,18 @@ impl Bus {
 
     /// Sends an error from the driver to `to` in reply to `h`.
     pub fn send_error(&mut self, to: u64, h: &Header, name: &str, text: &str) {
+        self.send_error_serial(to, h.serial, name, text);
+    }
+
+    /// Sends an error from the driver to `to` in reply to its call `reply_serial`.
+    pub fn send_error_serial(&mut self, to: u64, reply_serial: u32, name: &str, text: &str) {
         let dest = self
             .peers
             .get(&to)
             .filter(|p| p.is_active() || matches!(p.state, PeerState::Monitor))
             .and_then(|p| p.unique_name.clone());
         let serial = self.next_serial();
-        let bytes = build::error(serial, h.serial, dest.as_deref(), name, text);
+        let bytes = build::error(serial, reply_serial, dest.as_deref(), name, text);
         self.send_from_driver(to, bytes);
     }
 

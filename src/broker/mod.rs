@@ -1,4 +1,12 @@
 //! Peers, names, match rules, reply tracking and routing: the single owner of
 //! all bus state.
 
+pub mod broadcast;
+pub mod bus;
+pub mod conn;
 pub mod matchrule;
+pub mod names;
+pub mod peer;
+pub mod replies;
+pub mod route;
+pub mod security;

@@ -10,6 +10,7 @@ pub mod monitor;
 mod names;
 pub mod peer_iface;
 mod props;
+pub use props::introspect_xml;
 pub mod stats;
 
 use crate::broker::bus::{Bus, DBUS_NAME, DBUS_PATH};

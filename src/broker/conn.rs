@@ -1,0 +1,296 @@
+//! Connection lifecycle: a new socket, bytes in (SASL, then framing and
+//! validation), and disconnection with everything it releases.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::bus::Bus;
+use super::names::NameEvent;
+use super::peer::{loginfo, Inbound, OutMsg, Peer, PeerState, PeerStats};
+use crate::driver::errors;
+use crate::transport::sasl::{SaslServer, SaslStatus};
+use crate::transport::stream::Stream;
+use crate::wire::header::{frame_len, Header, FIXED_HEADER_LEN};
+
+/// Supplementary groups of `uid` from the user database.
+pub fn groups_of(uid: u32, gid: Option<u32>) -> Vec<u32> {
+    let mut out = Vec::new();
+    if let Ok(Some(u)) = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        if let Ok(name) = std::ffi::CString::new(u.name.clone()) {
+            if let Ok(g) = nix::unistd::getgrouplist(&name, u.gid) {
+                out.extend(g.into_iter().map(|g| g.as_raw()));
+            }
+        }
+        out.push(u.gid.as_raw());
+    }
+    if let Some(g) = gid {
+        out.push(g);
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Whether `uid` is logged in at a local console, as dbus-daemon decides
+/// it on Linux (/run/console/USER, or a seat in systemd-logind).
+pub fn at_console(uid: Option<u32>) -> bool {
+    let Some(uid) = uid else { return false };
+    if let Ok(Some(u)) = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        if std::path::Path::new("/run/console").join(&u.name).exists() {
+            return true;
+        }
+    }
+    std::fs::read_to_string(format!("/run/systemd/users/{uid}"))
+        .map(|s| s.lines().any(|l| l.starts_with("SEATS=") && l.len() > 6))
+        .unwrap_or(false)
+}
+
+impl Bus {
+    /// Registers a newly accepted socket; returns its id.
+    pub fn add_peer(&mut self, stream: Stream) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let creds = stream.peer_creds();
+        let info = loginfo(&creds);
+        let sasl = SaslServer::new(self.sasl.clone(), creds.uid);
+        let deadline = Instant::now() + Duration::from_millis(self.config.limits.auth_timeout);
+        let peer = Peer {
+            id,
+            stream,
+            creds,
+            auth_uid: None,
+            gids: Vec::new(),
+            state: PeerState::Authenticating(Box::new(sasl)),
+            unique_name: None,
+            unix_fd: false,
+            inbuf: Vec::new(),
+            in_fds: VecDeque::new(),
+            out: VecDeque::new(),
+            out_pos: 0,
+            out_bytes: 0,
+            out_fds: 0,
+            names: Vec::new(),
+            matches: Vec::new(),
+            policy: policy::ConnectionPolicy::default(),
+            auth_deadline: Some(deadline),
+            pending_fd_since: None,
+            closing: false,
+            stats: PeerStats::default(),
+            loginfo: info,
+            has_eavesdrop_rules: false,
+        };
+        self.peers.insert(id, peer);
+        self.incomplete += 1;
+        id
+    }
+
+    /// Recomputes the policy that applies to connection `id`.
+    pub fn refresh_policy(&mut self, id: u64) {
+        let Some(p) = self.peers.get(&id) else { return };
+        let uid = p.auth_uid;
+        let gids = p.gids.clone();
+        let pol = self
+            .config
+            .policy
+            .for_connection(uid, &gids, at_console(uid));
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.policy = pol;
+        }
+    }
+
+    /// Processes everything buffered for connection `id`.
+    pub fn process_input(&mut self, id: u64) {
+        loop {
+            let Some(p) = self.peers.get_mut(&id) else { return };
+            if p.closing {
+                return;
+            }
+            if let PeerState::Authenticating(sasl) = &mut p.state {
+                let mut out = Vec::new();
+                let (used, status) = sasl.feed(&p.inbuf, &mut out);
+                p.inbuf.drain(..used);
+                if !out.is_empty() {
+                    p.enqueue(OutMsg {
+                        head: std::rc::Rc::new(out),
+                        body: None,
+                    });
+                    self.dirty.push(id);
+                }
+                match status {
+                    SaslStatus::Continue => return,
+                    SaslStatus::Disconnect => {
+                        self.close(id);
+                        return;
+                    }
+                    SaslStatus::Authenticated { uid, unix_fd } => {
+                        self.authenticated(id, uid, unix_fd);
+                        continue;
+                    }
+                }
+            }
+            self.frame_messages(id);
+            return;
+        }
+    }
+
+    fn authenticated(&mut self, id: u64, uid: Option<u32>, unix_fd: bool) {
+        let Some(p) = self.peers.get_mut(&id) else { return };
+        p.state = PeerState::WaitingHello;
+        p.auth_uid = uid;
+        p.unix_fd = unix_fd && p.stream.can_pass_fds();
+        p.gids = match uid {
+            Some(u) => groups_of(u, p.creds.gid.filter(|_| p.creds.uid == Some(u))),
+            None => Vec::new(),
+        };
+        let allowed = match uid {
+            Some(u) => {
+                let gids = p.gids.clone();
+                self.config.policy.allows_user(u, &gids)
+            }
+            None => self.config.allow_anonymous,
+        };
+        if !allowed {
+            crate::log::warning(&format!(
+                "Connection from uid {} was not authorized by the bus policy",
+                uid.map_or("(none)".into(), |u| u.to_string())
+            ));
+            self.close(id);
+            return;
+        }
+        let same_user = self.peers.values().filter(|q| q.auth_uid == uid && uid.is_some() && !matches!(q.state, PeerState::Authenticating(_))).count() as u64;
+        if uid.is_some() && same_user > self.config.limits.max_connections_per_user {
+            crate::log::warning(&format!(
+                "The maximum number of active connections for UID {} has been reached (max_connections_per_user={})",
+                uid.unwrap_or(0),
+                self.config.limits.max_connections_per_user
+            ));
+            self.close(id);
+            return;
+        }
+        self.refresh_policy(id);
+    }
+
+    /// Splits buffered bytes into messages, validates and routes them.
+    fn frame_messages(&mut self, id: u64) {
+        let max = self.config.limits.max_message_size as usize;
+        let max_fds = self.config.limits.max_message_unix_fds as usize;
+        let mut pos = 0;
+        loop {
+            let Some(p) = self.peers.get_mut(&id) else { return };
+            if p.closing {
+                break;
+            }
+            let avail = p.inbuf.len() - pos;
+            if avail < FIXED_HEADER_LEN {
+                break;
+            }
+            let total = match frame_len(&p.inbuf[pos..pos + FIXED_HEADER_LEN], max) {
+                Ok(t) => t,
+                Err(e) => {
+                    crate::log::warning(&format!(
+                        "Disconnecting {} ({}): invalid message: {e}",
+                        p.name(),
+                        p.loginfo
+                    ));
+                    self.close(id);
+                    break;
+                }
+            };
+            if avail < total {
+                if !p.in_fds.is_empty() && p.pending_fd_since.is_none() {
+                    p.pending_fd_since = Some(Instant::now());
+                }
+                break;
+            }
+            let bytes = p.inbuf[pos..pos + total].to_vec();
+            pos += total;
+            let header = match Header::parse(&bytes, p.in_fds.len()) {
+                Ok(h) => h,
+                Err(e) => {
+                    crate::log::warning(&format!(
+                        "Disconnecting {} ({}): invalid message: {e}",
+                        p.name(),
+                        p.loginfo
+                    ));
+                    self.close(id);
+                    break;
+                }
+            };
+            let n = header.unix_fds as usize;
+            if n > max_fds || (n > 0 && !p.unix_fd) {
+                crate::log::warning(&format!(
+                    "Disconnecting {} ({}): too many or unexpected unix fds",
+                    p.name(),
+                    p.loginfo
+                ));
+                self.close(id);
+                break;
+            }
+            let fds: Vec<_> = p.in_fds.drain(..n).collect();
+            p.pending_fd_since = None;
+            p.stats.in_msgs += 1;
+            p.stats.in_bytes += total as u64;
+            p.stats.in_fds += n as u64;
+            self.dispatch(id, Inbound { bytes, header, fds });
+        }
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.inbuf.drain(..pos.min(p.inbuf.len()));
+            if !p.in_fds.is_empty() && p.inbuf.is_empty() {
+                // Fds with no message to carry them: a protocol violation
+                // only if they stay unclaimed; keep them until the timeout.
+                if p.pending_fd_since.is_none() {
+                    p.pending_fd_since = Some(Instant::now());
+                }
+            }
+        }
+    }
+
+    /// Removes connection `id` and releases everything it held: names
+    /// (with NameOwnerChanged), match rules, and pending calls (their callers
+    /// get NoReply).
+    pub fn remove_peer(&mut self, id: u64) -> Option<Peer> {
+        let p = self.peers.get_mut(&id)?;
+        p.closing = true;
+        let rules = std::mem::take(&mut p.matches).len();
+        self.match_rules -= rules;
+        let names = std::mem::take(&mut p.names);
+        let was_incomplete = p.unique_name.is_none();
+        let unique = p.unique_name.clone();
+        let is_monitor = matches!(p.state, PeerState::Monitor);
+        let mut events = Vec::new();
+        for n in &names {
+            self.names.remove(n, id, &mut events);
+        }
+        if let Some(u) = unique.as_ref().filter(|_| !is_monitor) {
+            events.push(NameEvent::OwnerChanged {
+                name: u.clone(),
+                old: Some(id),
+                new: None,
+            });
+        }
+        events.retain(|e| !matches!(e, NameEvent::Lost { peer, .. } | NameEvent::Acquired { peer, .. } if *peer == id));
+        self.emit_name_events(events);
+        if let Some(u) = &unique {
+            if self.unique.get(u) == Some(&id) {
+                self.unique.remove(u);
+            }
+        }
+        for (caller, serial) in self.replies.peer_gone(id) {
+            self.send_error_serial(
+                caller,
+                serial,
+                errors::NO_REPLY,
+                "Message recipient disconnected from message bus without replying",
+            );
+        }
+        if is_monitor {
+            self.monitors.retain(|m| *m != id);
+            self.monitor_rules.remove(&id);
+        }
+        crate::activation::peer_gone(self, id);
+        if was_incomplete {
+            self.incomplete = self.incomplete.saturating_sub(1);
+        }
+        self.peers.remove(&id)
+    }
+}

@@ -1,0 +1,30 @@
+//! ReloadConfig and SIGHUP: load and compile the new configuration first,
+//! then swap it in; on failure the running configuration stays.
+
+use std::rc::Rc;
+
+use crate::broker::bus::Bus;
+
+/// Reloads the configuration. Listen addresses, the user and the pidfile
+/// are not changed by a reload (as with dbus-daemon).
+pub fn reload(bus: &mut Bus) -> Result<(), String> {
+    let Some(choice) = bus.config_source.clone() else {
+        return Ok(());
+    };
+    let cfg = match crate::config::load(&choice) {
+        Ok(c) => c,
+        Err(e) => {
+            crate::log::warning(&format!("Unable to reload configuration: {e}"));
+            return Err(format!("Unable to reload configuration: {e}"));
+        }
+    };
+    bus.sasl = Rc::new(crate::config::sasl_config(&cfg, &bus.guid));
+    bus.config = Rc::new(cfg);
+    let ids: Vec<u64> = bus.peers.keys().copied().collect();
+    for id in ids {
+        bus.refresh_policy(id);
+    }
+    crate::activation::reload(bus);
+    crate::log::info("Reloaded configuration");
+    Ok(())
+}
