@@ -1,0 +1,1 @@
+//! Exec line splitting (placeholder).
