@@ -521,9 +521,11 @@ pub(crate) fn simple_content(
         Kind::Auth => acc.auth.push(text.to_owned()),
         Kind::Limit(name) => match parse_c_long(text) {
             Some(v) => return Ok(Some(v)),
-            None => return fail(format!(
+            None => {
+                return fail(format!(
                 "<limit name=\"{name}\"> element has invalid value (could not parse as integer)"
-            )),
+            ))
+            }
         },
         _ => {
             if !text

@@ -24,8 +24,8 @@ pub use config::Config;
 pub use error::ConfigError;
 pub use limits::{Limits, NEVER};
 pub use policy::{ConnectionPolicy, Policy, PolicyRules};
-// pub use service::{parse_service_file, ServiceError, ServiceFile};
-// pub use shell::{split_exec, ShellError};
+pub use service::{load_service_file, parse_service_file, ServiceError, ServiceFile};
+pub use shell::{split_exec, ShellError};
 pub use sys::{process_uid, standard_system_servicedirs, LoadOptions, NameResolver};
 
 /// Our default session bus configuration (the equivalent of dbus-daemon's
