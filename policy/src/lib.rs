@@ -2,123 +2,60 @@
 //! [`Config`] -> compiled [`Policy`]; and `.service` file parsing.
 //!
 //! Pure: no sockets, no unsafe. Behaviour follows dbus-daemon 1.14
-//! (bus/config-parser.c, bus/policy.c).
+//! (bus/config-parser.c, bus/policy.c, bus/desktop-file.c).
 
-use std::path::{Path, PathBuf};
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
-/// Limits, with dbus-daemon's built-in defaults (bus/config-parser.c) unless a
-/// `<limit>` overrides them. Times are in milliseconds.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// max_incoming_bytes
-    pub max_incoming_bytes: u64,
-    /// max_incoming_unix_fds
-    pub max_incoming_unix_fds: u64,
-    /// max_outgoing_bytes
-    pub max_outgoing_bytes: u64,
-    /// max_outgoing_unix_fds
-    pub max_outgoing_unix_fds: u64,
-    /// max_message_size
-    pub max_message_size: u64,
-    /// max_message_unix_fds
-    pub max_message_unix_fds: u64,
-    /// service_start_timeout (ms)
-    pub service_start_timeout: u64,
-    /// auth_timeout (ms)
-    pub auth_timeout: u64,
-    /// pending_fd_timeout (ms)
-    pub pending_fd_timeout: u64,
-    /// max_completed_connections
-    pub max_completed_connections: u64,
-    /// max_incomplete_connections
-    pub max_incomplete_connections: u64,
-    /// max_connections_per_user
-    pub max_connections_per_user: u64,
-    /// max_pending_service_starts
-    pub max_pending_service_starts: u64,
-    /// max_names_per_connection
-    pub max_names_per_connection: u64,
-    /// max_match_rules_per_connection
-    pub max_match_rules_per_connection: u64,
-    /// max_replies_per_connection
-    pub max_replies_per_connection: u64,
-    /// reply_timeout (ms)
-    pub reply_timeout: u64,
-    /// max_containers
-    pub max_containers: u64,
-    /// max_containers_per_user
-    pub max_containers_per_user: u64,
-    /// max_container_metadata_bytes
-    pub max_container_metadata_bytes: u64,
-    /// max_connections_per_container
-    pub max_connections_per_container: u64,
-}
+use std::path::Path;
 
-/// A fully loaded configuration (all includes resolved).
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// The file this was loaded from.
-    pub path: PathBuf,
-    /// `<type>`: "session", "system", ... (last one wins).
-    pub bus_type: Option<String>,
-    /// `<user>`
-    pub user: Option<String>,
-    /// `<fork/>`
-    pub fork: bool,
-    /// `<keep_umask/>`
-    pub keep_umask: bool,
-    /// `<syslog/>`
-    pub syslog: bool,
-    /// `<pidfile>`
-    pub pidfile: Option<PathBuf>,
-    /// `<listen>` addresses, in order.
-    pub listen: Vec<String>,
-    /// `<auth>` mechanisms, in order (empty: all).
-    pub auth: Vec<String>,
-    /// `<allow_anonymous/>`
-    pub allow_anonymous: bool,
-    /// Service directories in search order, standard dirs expanded.
-    pub service_dirs: Vec<PathBuf>,
-    /// `<servicehelper>`
-    pub service_helper: Option<PathBuf>,
-    /// Limits.
-    pub limits: Limits,
-    /// The compiled security policy.
-    pub policy: Policy,
-}
+mod config;
+mod error;
+mod limits;
+mod loader;
+mod policy;
+pub mod rules;
+pub mod service;
+mod shell;
+mod sys;
+mod xml;
 
-/// A configuration error. `Display` gives dbus-daemon's message text exactly
-/// (what follows "Failed to start message bus: ").
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The message.
-    pub message: String,
-}
+pub use config::Config;
+pub use error::ConfigError;
+pub use limits::{Limits, NEVER};
+pub use policy::{ConnectionPolicy, Policy, PolicyRules};
+pub use service::{load_service_file, parse_service_file, ServiceError, ServiceFile};
+pub use shell::{split_exec, ShellError};
+pub use sys::{process_uid, standard_system_servicedirs, LoadOptions, NameResolver};
 
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
+/// Our default session bus configuration (the equivalent of dbus-daemon's
+/// stock session.conf). Load it with [`load_str`] and a path such as
+/// "/usr/share/dbus-1/session.conf" so its relative includes resolve there.
+pub const SESSION_CONF: &str = include_str!("../conf/session.conf");
 
-impl std::error::Error for ConfigError {}
+/// Our default system bus configuration (the equivalent of dbus-daemon's
+/// stock system.conf); load it like [`SESSION_CONF`] with a path such as
+/// "/usr/share/dbus-1/system.conf".
+pub const SYSTEM_CONF: &str = include_str!("../conf/system.conf");
 
 /// Loads a configuration file and everything it includes.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
-    let _ = path;
-    todo!()
+    load_file_with(path, &LoadOptions::from_env())
 }
 
 /// Loads a configuration from text; `path` names it (for relative includes and errors).
 pub fn load_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
-    let _ = (text, path);
-    todo!()
+    load_str_with(text, path, &LoadOptions::from_env())
 }
 
-/// The compiled policy of the whole bus.
-#[derive(Clone, Debug, Default)]
-pub struct Policy {
-    _private: (),
+/// [`load_file`] with explicit environment and name resolution.
+pub fn load_file_with(path: &Path, opts: &LoadOptions) -> Result<Config, ConfigError> {
+    loader::Loader::new(opts).load_top_file(path)
+}
+
+/// [`load_str`] with explicit environment and name resolution.
+pub fn load_str_with(text: &str, path: &Path, opts: &LoadOptions) -> Result<Config, ConfigError> {
+    loader::Loader::new(opts).load_top_str(text, path)
 }
 
 /// Message type codes as on the wire.
@@ -134,6 +71,7 @@ pub mod msg_type {
 }
 
 /// The facts about a message that policy rules look at.
+/// Method returns and errors are treated as replies.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct MessageFacts<'a> {
     /// wire type code, see [`msg_type`]
@@ -161,47 +99,4 @@ pub struct Verdict {
     pub matched_rules: u32,
     /// The deciding rule had `log="true"`.
     pub log: bool,
-}
-
-/// The part of the policy that applies to one connection (by uid and gids),
-/// computed once at connect time (and again after a reload).
-#[derive(Clone, Debug, Default)]
-pub struct ConnectionPolicy {
-    _private: (),
-}
-
-impl Policy {
-    /// Whether a user may connect at all (`<allow user=..>`/`<deny group=..>` rules).
-    pub fn allows_user(&self, uid: u32, gids: &[u32]) -> bool {
-        let _ = (uid, gids);
-        todo!()
-    }
-    /// The rules that apply to a connection of this user.
-    /// `uid` is None for anonymous connections.
-    pub fn for_connection(&self, uid: Option<u32>, gids: &[u32], at_console: bool) -> ConnectionPolicy {
-        let _ = (uid, gids, at_console);
-        todo!()
-    }
-}
-
-impl ConnectionPolicy {
-    /// May this connection own `name`?
-    pub fn can_own(&self, name: &str) -> bool {
-        let _ = name;
-        todo!()
-    }
-    /// May this connection send `m` to a receiver that owns `receiver_names`
-    /// (its unique name and well-known names; for the bus driver
-    /// "org.freedesktop.DBus"; for activation the requested name)?
-    /// `requested_reply`: the message is a reply the receiver asked for.
-    /// `eavesdrop`: checking on behalf of an eavesdropper rather than the addressee.
-    pub fn can_send(&self, m: &MessageFacts<'_>, receiver_names: &[&str], requested_reply: bool, eavesdrop: bool) -> Verdict {
-        let _ = (m, receiver_names, requested_reply, eavesdrop);
-        todo!()
-    }
-    /// May this connection receive `m` from a sender owning `sender_names`?
-    pub fn can_receive(&self, m: &MessageFacts<'_>, sender_names: &[&str], requested_reply: bool, eavesdrop: bool) -> Verdict {
-        let _ = (m, sender_names, requested_reply, eavesdrop);
-        todo!()
-    }
 }
