@@ -62,3 +62,29 @@ pub fn reload(bus: &mut Bus) {
 pub fn peer_gone(bus: &mut Bus, id: u64) {
     let _ = (bus, id);
 }
+
+/// Called once at start-up: index service directories.
+pub fn startup(bus: &mut Bus) {
+    let _ = bus;
+}
+
+/// SIGCHLD: reap activated services that exited.
+pub fn reap_children(bus: &mut Bus) {
+    let _ = bus;
+    while let Ok(s) = nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+        if matches!(s, nix::sys::wait::WaitStatus::StillAlive) {
+            break;
+        }
+    }
+}
+
+/// The earliest activation timeout.
+pub fn next_deadline(bus: &Bus) -> Option<std::time::Instant> {
+    let _ = bus;
+    None
+}
+
+/// Fires activation timeouts.
+pub fn timers(bus: &mut Bus, now: std::time::Instant) {
+    let _ = (bus, now);
+}

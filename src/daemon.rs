@@ -1,0 +1,528 @@
+//! Start-up (config, listeners, fork, pidfile, printing the address) and the
+//! readiness loop that drives every socket, signal and timer.
+
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use crate::broker::bus::Bus;
+use crate::broker::peer::Flush;
+use crate::cli::{ConfigChoice, Options, Override};
+use crate::transport::address::parse_addresses;
+use crate::transport::listener::{listen, take_systemd_fds, Bound};
+
+const SIGNAL_TOKEN: Token = Token(usize::MAX - 1);
+const LISTENER_BASE: usize = usize::MAX - 4096;
+
+/// Size of one read from a socket.
+const READ_CHUNK: usize = 64 * 1024;
+/// Reads from one socket per wake-up before others get a turn.
+const READS_PER_TURN: usize = 16;
+
+fn random_guid() -> String {
+    let mut b = [0u8; 16];
+    let _ = getrandom::getrandom(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Reopens fd 0 from /dev/null and fds 1/2 if closed, so no socket ever
+/// lands on a standard fd.
+fn ensure_standard_fds() {
+    use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
+    use nix::sys::stat::Mode;
+    for fd in 0..3 {
+        let closed = fcntl(fd, FcntlArg::F_GETFD).is_err();
+        if fd == 0 || closed {
+            if let Ok(n) = open("/dev/null", OFlag::O_RDWR, Mode::empty()) {
+                if n != fd {
+                    let _ = nix::unistd::dup2(n, fd);
+                    let _ = nix::unistd::close(n);
+                }
+            }
+        }
+    }
+}
+
+/// Writes `text` to `fd` in one write; closes `fd` unless it is stdout.
+fn print_to_fd(fd: RawFd, text: &str) -> io::Result<()> {
+    if fd == 1 {
+        let mut out = io::stdout().lock();
+        out.write_all(text.as_bytes())?;
+        return out.flush();
+    }
+    // SAFETY: the fd number was handed to us on the command line for this
+    // purpose (as dbus-daemon's --print-address=FD); we take ownership so it
+    // is closed after the single write, and no other code uses that number.
+    let f = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut file = std::fs::File::from(f);
+    file.write_all(text.as_bytes())
+}
+
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let want: u64 = 65536;
+        if nix::unistd::geteuid().is_root() && hard < want {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, want, want);
+        } else if soft < want.min(hard) {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, want.min(hard), hard);
+        }
+    }
+}
+
+fn drop_privileges(user: &str) -> Result<(), String> {
+    use nix::unistd::{setgid, setgroups, setuid, User};
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let u = User::from_name(user)
+        .map_err(|e| format!("Could not look up user \"{user}\": {e}"))?
+        .ok_or_else(|| format!("Could not get UID and GID for username \"{user}\""))?;
+    if u.uid.is_root() {
+        return Ok(());
+    }
+    setgroups(&[u.gid]).map_err(|e| format!("Failed to drop supplementary groups: {e}"))?;
+    setgid(u.gid).map_err(|e| format!("Failed to set GID to {}: {e}", u.gid))?;
+    setuid(u.uid).map_err(|e| format!("Failed to set UID to {}: {e}", u.uid))?;
+    Ok(())
+}
+
+/// Forks into the background. Returns in the child; the parent exits once
+/// the child reports that it printed its address and pid (or failed).
+fn daemonize(keep_umask: bool) -> Result<OwnedFd, String> {
+    let (r, w) = nix::unistd::pipe().map_err(|e| format!("Failed to create pipe: {e}"))?;
+    // SAFETY: busbar is single-threaded at this point (no runtime or helper
+    // thread has been started), so the child may run arbitrary code.
+    match unsafe { nix::unistd::fork() } {
+        Err(e) => Err(format!("Failed to fork daemon: {e}")),
+        Ok(nix::unistd::ForkResult::Parent { .. }) => {
+            drop(w);
+            let mut f = std::fs::File::from(r);
+            let mut buf = [0u8; 1];
+            let ok = std::io::Read::read(&mut f, &mut buf).map(|n| n == 1 && buf[0] == b'1');
+            std::process::exit(if matches!(ok, Ok(true)) { 0 } else { 1 });
+        }
+        Ok(nix::unistd::ForkResult::Child) => {
+            drop(r);
+            let _ = nix::unistd::setsid();
+            let _ = nix::unistd::chdir("/");
+            if !keep_umask {
+                nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+            }
+            Ok(w)
+        }
+    }
+}
+
+/// Loads the configuration and exits with its errors, for `--check-config`.
+pub fn check_config(path: &std::path::Path) -> i32 {
+    match policy::load_file(path) {
+        Ok(cfg) => {
+            for w in &cfg.warnings {
+                eprintln!("{}: warning: {w}", path.display());
+            }
+            println!("{}: OK", path.display());
+            0
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            1
+        }
+    }
+}
+
+/// Runs the bus until SIGTERM/SIGINT. Returns the exit status.
+pub fn run(opts: Options) -> i32 {
+    ensure_standard_fds();
+    match run_inner(opts) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("Failed to start message bus: {e}");
+            1
+        }
+    }
+}
+
+fn run_inner(opts: Options) -> Result<(), String> {
+    let choice = opts.config.clone().unwrap_or(ConfigChoice::Session);
+    let cfg = crate::config::load(&choice)?;
+    let syslog = match opts.syslog {
+        Override::Always => true,
+        Override::Never => false,
+        Override::Config => cfg.syslog,
+    };
+    let mut targets = crate::log::TO_STDERR;
+    if syslog {
+        targets |= crate::log::TO_SYSLOG;
+    }
+    if opts.syslog_only {
+        targets = crate::log::TO_SYSLOG;
+    }
+    crate::log::set_targets(targets);
+    for w in &cfg.warnings {
+        crate::log::warning(w);
+    }
+    raise_fd_limit();
+
+    // Listen.
+    let mut systemd_fds = take_systemd_fds();
+    let addresses = match &opts.address {
+        Some(a) => vec![a.clone()],
+        None => cfg.listen.clone(),
+    };
+    if addresses.is_empty() {
+        return Err("No addresses specified in the configuration file".into());
+    }
+    let mut bound: Vec<Bound> = Vec::new();
+    for a in &addresses {
+        let entries = parse_addresses(a).map_err(|e| e.0)?;
+        // As dbus_server_listen: the first entry that works.
+        let mut last_err = String::new();
+        let mut ok = false;
+        for e in &entries {
+            match listen(e, &mut systemd_fds) {
+                Ok(b) => {
+                    bound.extend(b);
+                    ok = true;
+                    break;
+                }
+                Err(err) => last_err = err,
+            }
+        }
+        if !ok {
+            return Err(last_err);
+        }
+    }
+    for b in &bound {
+        if let Some(p) = &b.cleanup {
+            // Everyone may connect; the bus policy decides who may stay.
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777));
+        }
+    }
+    let guid = random_guid();
+    let address: String = bound
+        .iter()
+        .map(|b| format!("{},guid={guid}", b.address))
+        .collect::<Vec<_>>()
+        .join(";");
+
+    if let Some(user) = &cfg.user {
+        drop_privileges(user)?;
+    }
+    let fork = match opts.fork {
+        Override::Always => true,
+        Override::Never => false,
+        Override::Config => cfg.fork,
+    };
+    let notify = if fork {
+        Some(daemonize(cfg.keep_umask)?)
+    } else {
+        None
+    };
+    let pidfile: Option<PathBuf> = cfg.pidfile.clone().filter(|_| opts.write_pidfile);
+    if let Some(pf) = &pidfile {
+        if pf.exists() {
+            return Err(format!(
+                "The pid file \"{}\" exists, if the message bus is not running, remove this file",
+                pf.display()
+            ));
+        }
+        std::fs::write(pf, format!("{}\n", std::process::id()))
+            .map_err(|e| format!("Failed to write pid file \"{}\": {e}", pf.display()))?;
+    }
+    if let Some(fd) = opts.print_address {
+        print_to_fd(fd, &format!("{address}\n"))
+            .map_err(|e| format!("Printing message bus address: {e}"))?;
+    }
+    if let Some(fd) = opts.print_pid {
+        print_to_fd(fd, &format!("{}\n", std::process::id()))
+            .map_err(|e| format!("Printing message bus PID: {e}"))?;
+    }
+    if let Some(n) = notify {
+        let mut f = std::fs::File::from(n);
+        let _ = f.write_all(b"1");
+        drop(f);
+        // Detach stdio from the terminal now that everything is printed.
+        if let Ok(null) = nix::fcntl::open("/dev/null", nix::fcntl::OFlag::O_RDWR, nix::sys::stat::Mode::empty()) {
+            for fd in 0..3 {
+                let _ = nix::unistd::dup2(null, fd);
+            }
+            if null > 2 {
+                let _ = nix::unistd::close(null);
+            }
+        }
+    }
+
+    let sasl = Rc::new(crate::config::sasl_config(&cfg, &guid));
+    let mut bus = Bus::new(Rc::new(cfg), sasl, guid);
+    bus.systemd_activation = opts.systemd_activation;
+    bus.config_source = Some(choice);
+    crate::activation::startup(&mut bus);
+    let mut l = Loop::new(bound, pidfile)?;
+    let r = l.run(&mut bus);
+    l.cleanup();
+    r
+}
+
+struct Loop {
+    poll: Poll,
+    listeners: Vec<Bound>,
+    signals: SignalFd,
+    pidfile: Option<PathBuf>,
+    scratch: Vec<u8>,
+    again: Vec<u64>,
+}
+
+impl Loop {
+    fn new(mut listeners: Vec<Bound>, pidfile: Option<PathBuf>) -> Result<Loop, String> {
+        let poll = Poll::new().map_err(|e| format!("Failed to create poll: {e}"))?;
+        let mut mask = SigSet::empty();
+        for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGCHLD] {
+            mask.add(s);
+        }
+        mask.thread_block().map_err(|e| format!("Failed to block signals: {e}"))?;
+        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            .map_err(|e| format!("Failed to create signalfd: {e}"))?;
+        poll.registry()
+            .register(&mut SourceFd(&signals.as_raw_fd()), SIGNAL_TOKEN, Interest::READABLE)
+            .map_err(|e| e.to_string())?;
+        for (i, b) in listeners.iter_mut().enumerate() {
+            let tok = Token(LISTENER_BASE + i);
+            let r = match &mut b.listener {
+                crate::transport::listener::Listener::Unix(l) => {
+                    poll.registry().register(l, tok, Interest::READABLE)
+                }
+                crate::transport::listener::Listener::Tcp(l) => {
+                    poll.registry().register(l, tok, Interest::READABLE)
+                }
+            };
+            r.map_err(|e| e.to_string())?;
+        }
+        Ok(Loop {
+            poll,
+            listeners,
+            signals,
+            pidfile,
+            scratch: vec![0u8; READ_CHUNK],
+            again: Vec::new(),
+        })
+    }
+
+    fn cleanup(&mut self) {
+        for b in &self.listeners {
+            if let Some(p) = &b.cleanup {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        if let Some(p) = &self.pidfile {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+
+    fn next_timeout(&self, bus: &Bus) -> Option<Duration> {
+        if !self.again.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let mut t = crate::activation::next_deadline(bus);
+        let mut consider = |d: Option<Instant>| {
+            if let Some(d) = d {
+                t = Some(t.map_or(d, |x: Instant| x.min(d)));
+            }
+        };
+        consider(bus.replies.next_deadline());
+        for p in bus.peers.values() {
+            consider(p.auth_deadline);
+            consider(
+                p.pending_fd_since
+                    .map(|s| s + Duration::from_millis(bus.config.limits.pending_fd_timeout)),
+            );
+        }
+        t.map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    fn run(&mut self, bus: &mut Bus) -> Result<(), String> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.next_timeout(bus);
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(format!("poll failed: {e}"));
+            }
+            let again = std::mem::take(&mut self.again);
+            for id in again {
+                self.read_peer(bus, id);
+            }
+            for ev in events.iter() {
+                let t = ev.token();
+                if t == SIGNAL_TOKEN {
+                    if self.handle_signals(bus) {
+                        return Ok(());
+                    }
+                } else if t.0 >= LISTENER_BASE {
+                    self.accept(bus, t.0 - LISTENER_BASE);
+                } else {
+                    let id = t.0 as u64;
+                    if ev.is_writable() {
+                        if let Some(p) = bus.peers.get(&id) {
+                            if !p.out.is_empty() {
+                                bus.dirty.push(id);
+                            }
+                        }
+                    }
+                    if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                        self.read_peer(bus, id);
+                    }
+                }
+            }
+            self.timers(bus);
+            self.flush(bus);
+            self.close_pending(bus);
+        }
+    }
+
+    fn handle_signals(&mut self, bus: &mut Bus) -> bool {
+        let mut quit = false;
+        while let Ok(Some(info)) = self.signals.read_signal() {
+            match Signal::try_from(info.ssi_signo as i32) {
+                Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) => quit = true,
+                Ok(Signal::SIGHUP) => {
+                    let _ = crate::reload::reload(bus);
+                }
+                Ok(Signal::SIGCHLD) => crate::activation::reap_children(bus),
+                _ => {}
+            }
+        }
+        quit
+    }
+
+    fn accept(&mut self, bus: &mut Bus, idx: usize) {
+        loop {
+            let Some(b) = self.listeners.get(idx) else { return };
+            match b.listener.accept() {
+                Ok(mut stream) => {
+                    if bus.incomplete as u64 >= bus.config.limits.max_incomplete_connections {
+                        crate::log::warning("Too many incomplete connections; dropping a new one");
+                        continue;
+                    }
+                    let id = bus.next_id;
+                    let r = self.poll.registry().register(
+                        &mut stream,
+                        Token(id as usize),
+                        Interest::READABLE | Interest::WRITABLE,
+                    );
+                    if r.is_err() {
+                        continue;
+                    }
+                    let got = bus.add_peer(stream);
+                    debug_assert_eq!(got, id);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    crate::log::warning(&format!("Failed to accept a connection: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn read_peer(&mut self, bus: &mut Bus, id: u64) {
+        for turn in 0..READS_PER_TURN {
+            let Some(p) = bus.peers.get_mut(&id) else { return };
+            if p.closing {
+                return;
+            }
+            let mut fds = Vec::new();
+            match p.stream.recv(&mut self.scratch, &mut fds) {
+                Ok(0) => {
+                    bus.close(id);
+                    return;
+                }
+                Ok(n) => {
+                    p.inbuf.extend_from_slice(&self.scratch[..n]);
+                    p.in_fds.extend(fds);
+                    p.stats.peak_in_bytes = p.stats.peak_in_bytes.max(p.inbuf.len() as u64);
+                    p.stats.peak_in_fds = p.stats.peak_in_fds.max(p.in_fds.len() as u64);
+                    bus.process_input(id);
+                    if turn + 1 == READS_PER_TURN {
+                        self.again.push(id);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    bus.close(id);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn timers(&mut self, bus: &mut Bus) {
+        let now = Instant::now();
+        for (caller, serial) in bus.replies.expire(now) {
+            bus.send_error_serial(
+                caller,
+                serial,
+                crate::driver::errors::NO_REPLY,
+                "Message did not receive a reply (timeout by message bus)",
+            );
+        }
+        let pending_fd = Duration::from_millis(bus.config.limits.pending_fd_timeout);
+        let expired: Vec<u64> = bus
+            .peers
+            .values()
+            .filter(|p| {
+                p.auth_deadline.is_some_and(|d| d <= now)
+                    || p.pending_fd_since.is_some_and(|s| s + pending_fd <= now)
+            })
+            .map(|p| p.id)
+            .collect();
+        for id in expired {
+            crate::log::info(&format!("Dropping connection {id}: authentication or fd timeout"));
+            bus.close(id);
+        }
+        crate::activation::timers(bus, now);
+    }
+
+    fn flush(&mut self, bus: &mut Bus) {
+        while !bus.dirty.is_empty() {
+            let dirty = std::mem::take(&mut bus.dirty);
+            for id in dirty {
+                let Some(p) = bus.peers.get_mut(&id) else { continue };
+                if p.out.is_empty() {
+                    continue;
+                }
+                match p.flush() {
+                    Ok(Flush::Done) | Ok(Flush::Blocked) => {}
+                    Err(_) => bus.close(id),
+                }
+            }
+        }
+    }
+
+    fn close_pending(&mut self, bus: &mut Bus) {
+        while !bus.to_close.is_empty() {
+            let ids = std::mem::take(&mut bus.to_close);
+            for id in ids {
+                if let Some(mut p) = bus.remove_peer(id) {
+                    // Best effort: what was already queued (e.g. a last
+                    // REJECTED) may still fit in the socket.
+                    let _ = p.flush();
+                    let _ = self.poll.registry().deregister(&mut p.stream);
+                }
+            }
+            self.flush(bus);
+        }
+    }
+}
