@@ -102,14 +102,17 @@ is_expected() {
     return 1
 }
 
-# report_stale_expected FILE: note entries that matched no case at all
-# (typos, or cases that no longer exist).
+# report_stale_expected FILE [RAN...]: note entries that matched no case at
+# all (typos, or cases that no longer exist). With RAN given, only entries
+# whose first field is one of RAN are considered.
 report_stale_expected() {
     local file=$1 i k f1
+    shift
     for i in "${!XF_KEYS[@]}"; do
         ((XF_HITS[i] == 0)) || continue
         k=${XF_KEYS[$i]}
         f1=${k%%$'\t'*}
+        if (($#)) && [[ " $* " != *" $f1 "* ]]; then continue; fi
         printf 'note: %s:%s: entry "%s" matched no case that ran\n' \
             "$file" "${XF_LINES[$i]}" "${f1:+$f1 }${k#*$'\t'}"
     done
