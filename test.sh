@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# ./test.sh: THE test command for busbar (CI runs it through .ci/run).
+#
+# Stages, in order; the first failing stage stops the run:
+#   deps      apt-get install what is missing (only then `apt-get update`);
+#             rustup components clippy + rustfmt
+#   build     cargo build --release
+#   fmt       cargo fmt --all --check
+#   clippy    cargo clippy --workspace --all-targets -- -D warnings
+#   test      cargo test --workspace --release
+#   compat    compat-tests/run     (dbus-tests' daemon tests vs target/release/busbar)
+#   clients   compat-tests/clients (dbus-send, gdbus, busctl, python3-dbus ... vs busbar)
+#
+# Knobs:
+#   SKIP_DEPS=1               skip the deps stage
+#   BUSBAR_TEST_DAEMON=PATH   run the compat stages against PATH instead of
+#                             target/release/busbar (to validate the harness)
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cd "$repo"
+# shellcheck source=compat-tests/lib/common.sh
+. "$repo/compat-tests/lib/common.sh"
+
+# cargo may live in ~/.cargo/bin without being on PATH (non-login shells).
+if ! command -v cargo >/dev/null 2>&1 && [[ -x ${CARGO_HOME:-$HOME/.cargo}/bin/cargo ]]; then
+    PATH=${CARGO_HOME:-$HOME/.cargo}/bin:$PATH
+fi
+
+daemon=${BUSBAR_TEST_DAEMON:-$repo/target/release/busbar}
+stages=() results=() times=()
+
+stage_deps() {
+    # dbus-tests: daemon test suite; dbus-daemon: reference daemon and the
+    # session.conf busbar falls back to; dbus-bin: dbus-send, dbus-monitor,
+    # dbus-run-session; python3-dbus/python3-gi: helper services;
+    # libglib2.0-bin: gdbus; systemd: busctl; dbus-broker: second reference.
+    ensure_packages dbus-tests dbus-daemon dbus-bin python3 python3-dbus python3-gi \
+        libglib2.0-bin systemd dbus-broker util-linux coreutils
+    command -v cargo >/dev/null 2>&1 || die "cargo not found (install a Rust toolchain with rustup)"
+    if command -v rustup >/dev/null 2>&1; then
+        local installed missing=() c
+        installed=$(rustup component list --installed 2>/dev/null || true)
+        for c in clippy rustfmt; do
+            grep -q "^$c" <<<"$installed" || missing+=("$c")
+        done
+        if ((${#missing[@]})); then
+            echo "rustup component add ${missing[*]}"
+            rustup component add "${missing[@]}"
+        fi
+    fi
+    cargo clippy --version >/dev/null 2>&1 || die "cargo clippy unavailable"
+    cargo fmt --version >/dev/null 2>&1 || die "cargo fmt unavailable"
+}
+stage_build() { cargo build --release; }
+stage_fmt() { cargo fmt --all --check; }
+stage_clippy() { cargo clippy --workspace --all-targets -- -D warnings; }
+stage_test() { cargo test --workspace --release; }
+stage_compat() { COMPAT_NO_INSTALL=1 "$repo/compat-tests/run" "$daemon"; }
+stage_clients() { COMPAT_NO_INSTALL=1 "$repo/compat-tests/clients" "$daemon"; }
+
+summary() {
+    local i
+    echo
+    echo "=== test.sh summary"
+    for i in "${!stages[@]}"; do
+        printf '  %-8s %-6s %4ss\n' "${stages[$i]}" "${results[$i]}" "${times[$i]}"
+    done
+}
+
+# run_stage NAME DESCRIPTION FUNCTION
+run_stage() {
+    local name=$1 desc=$2 start rc=0
+    shift 2
+    echo
+    echo "=== stage $name: $desc"
+    start=$SECONDS
+    # Subshell: a `die`/`exit` inside a stage ends only that stage.
+    ("$@") || rc=$?
+    stages+=("$name")
+    times+=($((SECONDS - start)))
+    if ((rc != 0)); then
+        results+=(FAILED)
+        summary
+        echo
+        echo "FAILED at stage '$name' (exit status $rc). Later stages were not run."
+        exit 1
+    fi
+    results+=(ok)
+}
+
+if [[ ${SKIP_DEPS:-0} != 1 ]]; then
+    run_stage deps "install missing packages and rustup components" stage_deps
+fi
+run_stage build "cargo build --release" stage_build
+run_stage fmt "cargo fmt --all --check" stage_fmt
+run_stage clippy "cargo clippy --workspace --all-targets -- -D warnings" stage_clippy
+run_stage test "cargo test --workspace --release" stage_test
+run_stage compat "compat-tests/run $daemon" stage_compat
+run_stage clients "compat-tests/clients $daemon" stage_clients
+summary
+echo
+echo "ALL STAGES PASSED"
