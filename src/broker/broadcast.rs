@@ -214,15 +214,23 @@ impl Bus {
         self.capture(None, dest, m, View { h: &h, bytes: &bytes });
     }
 
-    /// Shows monitors the error the bus would send `to` about `h` (even
-    /// when it is not sent, e.g. for a rejected broadcast).
+    /// Shows monitors the error the bus would send back to the sender of
+    /// `h` (`to`; None for the driver itself), even when it is not sent,
+    /// e.g. for a rejected broadcast.
     pub fn capture_error_reply(&mut self, to: Option<u64>, h: &Header, name: &str, text: &str) {
-        let Some(to) = to else { return };
-        let dest = self.unique_name(to);
+        let dest: std::rc::Rc<str> = match to {
+            Some(id) => match self.unique_name(id) {
+                Some(u) => u,
+                None => return,
+            },
+            None => std::rc::Rc::from(DBUS_NAME),
+        };
         let serial = self.next_serial();
-        let bytes = crate::driver::build::error(serial, h.serial, dest.as_deref(), name, text);
+        let bytes = crate::driver::build::error(serial, h.serial, Some(&dest), name, text);
         let m = OutMsg { head: Rc::new(bytes), body: None };
-        self.capture_driver_message(&m);
+        let head = m.head.clone();
+        let Ok(eh) = Header::parse(&head, 0) else { return };
+        self.capture(None, to, &m, View { h: &eh, bytes: &head });
     }
 
     /// Sends a unicast message from the driver, subject to the recipient's
@@ -237,7 +245,7 @@ impl Bus {
         }
         if let Err(d) = self.check_security(None, Some(to), Some(to), &v, None) {
             if !self.monitors.is_empty() {
-                self.capture_error_reply(Some(to), &h, d.name, &d.text);
+                self.capture_error_reply(None, &h, d.name, &d.text);
             }
             return;
         }

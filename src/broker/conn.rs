@@ -157,16 +157,6 @@ impl Bus {
             self.close(id);
             return;
         }
-        let same_user = self.peers.values().filter(|q| q.auth_uid == uid && uid.is_some() && !matches!(q.state, PeerState::Authenticating(_))).count() as u64;
-        if uid.is_some() && same_user > self.config.limits.max_connections_per_user {
-            crate::log::warning(&format!(
-                "The maximum number of active connections for UID {} has been reached (max_connections_per_user={})",
-                uid.unwrap_or(0),
-                self.config.limits.max_connections_per_user
-            ));
-            self.close(id);
-            return;
-        }
         self.refresh_policy(id);
     }
 

@@ -112,7 +112,9 @@ impl Bus {
         activation_name: Option<&str>,
     ) -> Result<(), Denied> {
         let h = v.h;
-        let eavesdropping = addressed != proposed;
+        // Receiving a copy of a message addressed to someone else.
+        let not_addressee = addressed != proposed;
+        let eavesdropping = not_addressee && h.destination(v.bytes).is_some();
         let mut requested_reply = false;
         if let Some(s) = sender {
             let active = self.peers.get(&s).is_some_and(|p| p.is_active());
@@ -131,11 +133,11 @@ impl Bus {
                 });
             }
             if let (Some(rs), Some(p)) = (h.reply_serial, proposed) {
-                if !eavesdropping {
+                if !not_addressee {
                     requested_reply = self.replies.take(p, s, rs);
                 }
             }
-        } else if !eavesdropping && h.reply_serial.is_some() {
+        } else if !not_addressee && h.reply_serial.is_some() {
             requested_reply = true;
         }
 
@@ -216,7 +218,7 @@ impl Bus {
                 ));
             }
         }
-        if h.msg_type == msg_type::METHOD_CALL && !eavesdropping && !h.no_reply_expected() {
+        if h.msg_type == msg_type::METHOD_CALL && !not_addressee && !h.no_reply_expected() {
             if let (Some(s), Some(a)) = (sender, addressed) {
                 let deadline = self.reply_deadline();
                 let limit = self.config.limits.max_replies_per_connection;

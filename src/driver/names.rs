@@ -36,6 +36,7 @@ pub(super) fn hello(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
     let Some(p) = bus.peers.get(&c.sid) else {
         return Ok(Reply::Sent);
     };
+    let p_uid = p.auth_uid;
     if p.unique_name.is_some() {
         return Err(denied(errors::FAILED, "Already handled an Hello message"));
     }
@@ -45,6 +46,23 @@ pub(super) fn hello(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
             errors::LIMITS_EXCEEDED,
             "The maximum number of active connections has been reached",
         ));
+    }
+    if let Some(uid) = p_uid {
+        let limit = bus.config.limits.max_connections_per_user;
+        let same = bus
+            .peers
+            .values()
+            .filter(|q| q.unique_name.is_some() && q.auth_uid == Some(uid))
+            .count() as u64;
+        if same >= limit {
+            crate::log::warning(&format!(
+                "The maximum number of active connections for UID {uid} has been reached (max_connections_per_user={limit})"
+            ));
+            return Err(denied(
+                errors::LIMITS_EXCEEDED,
+                format!("The maximum number of active connections for UID {uid} has been reached"),
+            ));
+        }
     }
     let name: Rc<str> = Rc::from(format!(":1.{}", bus.next_unique));
     bus.next_unique += 1;
