@@ -265,6 +265,7 @@ fn run_inner(opts: Options) -> Result<(), String> {
     let mut bus = Bus::new(Rc::new(cfg), sasl, guid);
     bus.systemd_activation = opts.systemd_activation;
     bus.config_source = Some(choice);
+    bus.address = address.clone();
     crate::activation::startup(&mut bus);
     let mut l = Loop::new(bound, pidfile)?;
     let r = l.run(&mut bus);

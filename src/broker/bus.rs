@@ -79,6 +79,10 @@ pub struct Bus {
     pub incomplete: usize,
     /// Where the configuration came from (for reloads).
     pub config_source: Option<crate::cli::ConfigChoice>,
+    /// Activation state.
+    pub activation: crate::activation::Activation,
+    /// The address clients connect to (DBUS_STARTER_ADDRESS).
+    pub address: String,
 }
 
 impl Bus {
@@ -106,6 +110,8 @@ impl Bus {
             systemd_activation: false,
             incomplete: 0,
             config_source: None,
+            activation: crate::activation::Activation::default(),
+            address: String::new(),
         }
     }
 

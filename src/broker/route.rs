@@ -98,36 +98,40 @@ impl Bus {
         if !self.monitors.is_empty() {
             self.capture(Some(sid), addressed, &out, v);
         }
-        if let Some(r) = addressed {
-            if let Err(d) = self.check_security(Some(sid), Some(r), Some(r), &v, None) {
-                self.send_error(sid, h, d.name, &d.text);
-                return;
-            }
-            if h.unix_fds > 0 && !self.peers.get(&r).is_some_and(|p| p.unix_fd) {
-                self.send_error(
-                    sid,
-                    h,
-                    errors::NOT_SUPPORTED,
-                    "Tried to send message with Unix file descriptorsto a client that doesn't support that.",
-                );
-                return;
-            }
-            self.deliver(r, out.clone());
+        match addressed {
+            Some(r) => self.deliver_to_owner(sid, r, &inb, &out),
+            None => self.dispatch_matches(Some(sid), None, &out, v),
         }
-        self.dispatch_matches(Some(sid), addressed, &out, v);
     }
 
-    /// A method call to a name nobody owns, without NO_AUTO_START.
-    fn auto_start(&mut self, sid: u64, name: &str, inb: &Rc<Inbound>, _out: &OutMsg) {
-        if crate::activation::try_activate(self, sid, name, Some(inb.clone())) {
+    /// Delivers a message from `sid` to the connection `r` that owns its
+    /// destination (checking policy, recording the expected reply), then to
+    /// eavesdroppers.
+    pub fn deliver_to_owner(&mut self, sid: u64, r: u64, inb: &Rc<Inbound>, out: &OutMsg) {
+        let h = &inb.header;
+        let v = View { h, bytes: &inb.bytes };
+        if let Err(d) = self.check_security(Some(sid), Some(r), Some(r), &v, None) {
+            self.send_error(sid, h, d.name, &d.text);
             return;
         }
-        self.send_error(
-            sid,
-            &inb.header,
-            errors::SERVICE_UNKNOWN,
-            &format!("The name {name} was not provided by any .service files"),
-        );
+        if h.unix_fds > 0 && !self.peers.get(&r).is_some_and(|p| p.unix_fd) {
+            self.send_error(
+                sid,
+                h,
+                errors::NOT_SUPPORTED,
+                "Tried to send message with Unix file descriptorsto a client that doesn't support that.",
+            );
+            return;
+        }
+        self.deliver(r, out.clone());
+        self.dispatch_matches(Some(sid), Some(r), out, v);
+    }
+
+    /// A message to a name nobody owns, without NO_AUTO_START.
+    fn auto_start(&mut self, sid: u64, name: &str, inb: &Rc<Inbound>, out: &OutMsg) {
+        if let Err(d) = crate::activation::auto_start(self, sid, name, inb.clone(), out.clone()) {
+            self.send_error(sid, &inb.header, d.name, &d.text);
+        }
     }
 
     /// Peer methods sent without a destination are answered by the bus.

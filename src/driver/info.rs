@@ -145,6 +145,6 @@ pub(super) fn update_activation_environment(bus: &mut Bus, c: &Call<'_>) -> Resu
         let v = r.string().map_err(bad_args)?;
         vars.push((k.to_string(), v.to_string()));
     }
-    crate::activation::update_environment(bus, vars);
+    crate::activation::update_environment(bus, vars)?;
     Ok(Reply::Body("", Vec::new()))
 }
