@@ -138,7 +138,8 @@ impl Bus {
         self.peers.get(&id).and_then(|p| p.unique_name.clone())
     }
 
-    /// All names `id` owns as primary owner (unique name first), for policy.
+    /// The names policy rules see for `id`: its unique name and every
+    /// well-known name it owns or is queued for (as dbus-daemon does).
     pub fn names_of(&self, id: u64) -> Vec<Rc<str>> {
         let Some(p) = self.peers.get(&id) else {
             return Vec::new();
@@ -147,11 +148,7 @@ impl Bus {
         if let Some(u) = &p.unique_name {
             v.push(u.clone());
         }
-        for n in &p.names {
-            if self.names.owner(n) == Some(id) {
-                v.push(n.clone());
-            }
-        }
+        v.extend(p.names.iter().cloned());
         v
     }
 

@@ -51,14 +51,24 @@ impl Bus {
         let v = View { h, bytes };
 
         if dest == Some(DBUS_NAME) {
-            if !self.monitors.is_empty() {
+            // dbus-daemon reports an activation failure (the only signal
+            // the driver acts on) in a transaction of its own, so monitors
+            // see the resulting errors before the signal itself.
+            let signal_first = h.msg_type == msg_type::SIGNAL;
+            if !self.monitors.is_empty() && !signal_first {
                 self.capture(Some(sid), None, &out, v);
             }
             if let Err(d) = self.check_security(Some(sid), None, None, &v, None) {
+                if !self.monitors.is_empty() && signal_first {
+                    self.capture(Some(sid), None, &out, v);
+                }
                 self.send_error(sid, h, d.name, &d.text);
                 return;
             }
             crate::driver::handle(self, sid, &inb);
+            if !self.monitors.is_empty() && signal_first {
+                self.capture(Some(sid), None, &out, v);
+            }
             // Eavesdroppers see messages to the driver too.
             if active {
                 self.dispatch_matches(Some(sid), None, &out, v);
@@ -77,19 +87,22 @@ impl Bus {
             Some(d) => match self.lookup(d) {
                 Some(r) => Some(r),
                 None => {
+                    // Activation goes first so that monitors see an
+                    // ActivationRequest before the message that caused it,
+                    // as with dbus-daemon.
+                    let result = if h.no_auto_start() {
+                        Err(crate::broker::security::Denied {
+                            name: errors::NAME_HAS_NO_OWNER,
+                            text: format!("Name \"{d}\" does not exist"),
+                        })
+                    } else {
+                        crate::activation::auto_start(self, sid, d, inb.clone(), out.clone())
+                    };
                     if !self.monitors.is_empty() {
                         self.capture(Some(sid), None, &out, v);
                     }
-                    let d = d.to_string();
-                    if !h.no_auto_start() {
-                        self.auto_start(sid, &d, &inb, &out);
-                    } else {
-                        self.send_error(
-                            sid,
-                            h,
-                            errors::NAME_HAS_NO_OWNER,
-                            &format!("Name \"{d}\" does not exist"),
-                        );
+                    if let Err(e) = result {
+                        self.send_error(sid, h, e.name, &e.text);
                     }
                     return;
                 }
@@ -125,13 +138,6 @@ impl Bus {
         }
         self.deliver(r, out.clone());
         self.dispatch_matches(Some(sid), Some(r), out, v);
-    }
-
-    /// A message to a name nobody owns, without NO_AUTO_START.
-    fn auto_start(&mut self, sid: u64, name: &str, inb: &Rc<Inbound>, out: &OutMsg) {
-        if let Err(d) = crate::activation::auto_start(self, sid, name, inb.clone(), out.clone()) {
-            self.send_error(sid, &inb.header, d.name, &d.text);
-        }
     }
 
     /// Peer methods sent without a destination are answered by the bus.
