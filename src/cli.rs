@@ -147,9 +147,11 @@ pub fn parse(args: &[String]) -> Action {
                 ConfigChoice::File(PathBuf::from(&arg["--config-file=".len()..])),
                 "config-file",
             ),
-            _ if prev == Some("--config-file") => {
-                set_config(&mut o, ConfigChoice::File(PathBuf::from(arg)), "config-file")
-            }
+            _ if prev == Some("--config-file") => set_config(
+                &mut o,
+                ConfigChoice::File(PathBuf::from(arg)),
+                "config-file",
+            ),
             "--config-file" | "--address" | "--check-config" => Ok(()),
             _ if arg.starts_with("--check-config=") => {
                 o.check_config = Some(PathBuf::from(&arg["--check-config=".len()..]));
@@ -261,7 +263,13 @@ mod tests {
 
     #[test]
     fn dbus_daemon_forms() {
-        let o = run(&["--config-file=/x", "--nofork", "--print-address=1", "--address=unix:tmpdir=/tmp", "--systemd-activation"]);
+        let o = run(&[
+            "--config-file=/x",
+            "--nofork",
+            "--print-address=1",
+            "--address=unix:tmpdir=/tmp",
+            "--systemd-activation",
+        ]);
         assert_eq!(o.config, Some(ConfigChoice::File("/x".into())));
         assert_eq!(o.print_address, Some(1));
         assert!(o.systemd_activation);
@@ -283,7 +291,9 @@ mod tests {
         assert!(matches!(v(&["--bogus"]), Action::Fail(_)));
         assert!(matches!(v(&["--nofork"]), Action::Fail(_)));
         assert!(matches!(v(&["--session", "--system"]), Action::Fail(_)));
-        assert!(matches!(v(&["--session", "--print-address=abc"]), Action::Fail(e) if e.contains("Invalid file descriptor: \"abc\"")));
+        assert!(
+            matches!(v(&["--session", "--print-address=abc"]), Action::Fail(e) if e.contains("Invalid file descriptor: \"abc\""))
+        );
         assert!(matches!(v(&["--version"]), Action::Print(_)));
     }
 }

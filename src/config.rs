@@ -37,7 +37,11 @@ pub fn sasl_config(cfg: &Config, guid: &str) -> SaslConfig {
         .filter_map(|m| mechanism_from_name(m))
         .collect();
     if mechanisms.is_empty() {
-        mechanisms = vec![Mechanism::External, Mechanism::CookieSha1, Mechanism::Anonymous];
+        mechanisms = vec![
+            Mechanism::External,
+            Mechanism::CookieSha1,
+            Mechanism::Anonymous,
+        ];
     }
     SaslConfig {
         mechanisms,

@@ -251,7 +251,11 @@ fn run_inner(opts: Options) -> Result<(), String> {
         let _ = f.write_all(b"1");
         drop(f);
         // Detach stdio from the terminal now that everything is printed.
-        if let Ok(null) = nix::fcntl::open("/dev/null", nix::fcntl::OFlag::O_RDWR, nix::sys::stat::Mode::empty()) {
+        if let Ok(null) = nix::fcntl::open(
+            "/dev/null",
+            nix::fcntl::OFlag::O_RDWR,
+            nix::sys::stat::Mode::empty(),
+        ) {
             for fd in 0..3 {
                 let _ = nix::unistd::dup2(null, fd);
             }
@@ -286,14 +290,24 @@ impl Loop {
     fn new(mut listeners: Vec<Bound>, pidfile: Option<PathBuf>) -> Result<Loop, String> {
         let poll = Poll::new().map_err(|e| format!("Failed to create poll: {e}"))?;
         let mut mask = SigSet::empty();
-        for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGCHLD] {
+        for s in [
+            Signal::SIGTERM,
+            Signal::SIGINT,
+            Signal::SIGHUP,
+            Signal::SIGCHLD,
+        ] {
             mask.add(s);
         }
-        mask.thread_block().map_err(|e| format!("Failed to block signals: {e}"))?;
+        mask.thread_block()
+            .map_err(|e| format!("Failed to block signals: {e}"))?;
         let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
             .map_err(|e| format!("Failed to create signalfd: {e}"))?;
         poll.registry()
-            .register(&mut SourceFd(&signals.as_raw_fd()), SIGNAL_TOKEN, Interest::READABLE)
+            .register(
+                &mut SourceFd(&signals.as_raw_fd()),
+                SIGNAL_TOKEN,
+                Interest::READABLE,
+            )
             .map_err(|e| e.to_string())?;
         for (i, b) in listeners.iter_mut().enumerate() {
             let tok = Token(LISTENER_BASE + i);
@@ -408,7 +422,9 @@ impl Loop {
 
     fn accept(&mut self, bus: &mut Bus, idx: usize) {
         loop {
-            let Some(b) = self.listeners.get(idx) else { return };
+            let Some(b) = self.listeners.get(idx) else {
+                return;
+            };
             match b.listener.accept() {
                 Ok(mut stream) => {
                     if bus.incomplete as u64 >= bus.config.limits.max_incomplete_connections {
@@ -439,7 +455,9 @@ impl Loop {
 
     fn read_peer(&mut self, bus: &mut Bus, id: u64) {
         for turn in 0..READS_PER_TURN {
-            let Some(p) = bus.peers.get_mut(&id) else { return };
+            let Some(p) = bus.peers.get_mut(&id) else {
+                return;
+            };
             if p.closing {
                 return;
             }
@@ -490,7 +508,9 @@ impl Loop {
             .map(|p| p.id)
             .collect();
         for id in expired {
-            crate::log::info(&format!("Dropping connection {id}: authentication or fd timeout"));
+            crate::log::info(&format!(
+                "Dropping connection {id}: authentication or fd timeout"
+            ));
             bus.close(id);
         }
         crate::activation::timers(bus, now);
@@ -500,7 +520,9 @@ impl Loop {
         while !bus.dirty.is_empty() {
             let dirty = std::mem::take(&mut bus.dirty);
             for id in dirty {
-                let Some(p) = bus.peers.get_mut(&id) else { continue };
+                let Some(p) = bus.peers.get_mut(&id) else {
+                    continue;
+                };
                 if p.out.is_empty() {
                     continue;
                 }

@@ -13,7 +13,11 @@ pub fn send(priority: libc::c_int, msg: &str) {
         Some(s)
     });
     if let Some(s) = sock {
-        let pri = if priority & !7 == 0 { priority | libc::LOG_DAEMON } else { priority };
+        let pri = if priority & !7 == 0 {
+            priority | libc::LOG_DAEMON
+        } else {
+            priority
+        };
         let line = format!("<{pri}>busbar[{}]: {msg}", std::process::id());
         let _ = s.send(line.as_bytes());
     }

@@ -29,7 +29,9 @@ impl Index {
         let mut stamps = Vec::with_capacity(dirs.len());
         for dir in dirs {
             stamps.push((dir.clone(), mtime(dir)));
-            let Ok(rd) = std::fs::read_dir(dir) else { continue };
+            let Ok(rd) = std::fs::read_dir(dir) else {
+                continue;
+            };
             let mut files: Vec<PathBuf> = rd
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|e| e == "service"))

@@ -27,7 +27,11 @@ pub const SYSTEMD_NAME: &str = "org.freedesktop.systemd1";
 #[derive(Debug)]
 enum Held {
     /// An auto-started method call from a connection.
-    Call { sender: u64, inb: Rc<Inbound>, out: OutMsg },
+    Call {
+        sender: u64,
+        inb: Rc<Inbound>,
+        out: OutMsg,
+    },
     /// A message the bus itself sends (ActivationRequest, SetEnvironment).
     Driver { out: OutMsg },
     /// A StartServiceByName waiting for its reply.
@@ -62,7 +66,11 @@ fn denied(name: &'static str, text: impl Into<String>) -> Denied {
 fn rescan(bus: &mut Bus) {
     let cfg = &bus.config;
     let system = cfg.service_helper.is_some();
-    bus.activation.index = Index::scan(&cfg.service_dirs, cfg.transient_service_dir.as_deref(), system);
+    bus.activation.index = Index::scan(
+        &cfg.service_dirs,
+        cfg.transient_service_dir.as_deref(),
+        system,
+    );
 }
 
 fn refresh_if_stale(bus: &mut Bus) {
@@ -170,19 +178,47 @@ fn capture_driver(bus: &mut Bus, out: &OutMsg, to: Option<u64>) {
     }
     let head = out.head.clone();
     if let Ok(h) = Header::parse(&head, 0) {
-        bus.capture(None, to, out, View { h: &h, bytes: &head });
+        bus.capture(
+            None,
+            to,
+            out,
+            View {
+                h: &h,
+                bytes: &head,
+            },
+        );
     }
 }
 
 /// Auto-start for a method call from `sid` to the unowned `name`. Err is
 /// the error to send back (ServiceUnknown when nothing provides `name`).
-pub fn auto_start(bus: &mut Bus, sid: u64, name: &str, inb: Rc<Inbound>, out: OutMsg) -> Result<(), Denied> {
-    activate(bus, Some(sid), name, Held::Call { sender: sid, inb, out })
+pub fn auto_start(
+    bus: &mut Bus,
+    sid: u64,
+    name: &str,
+    inb: Rc<Inbound>,
+    out: OutMsg,
+) -> Result<(), Denied> {
+    activate(
+        bus,
+        Some(sid),
+        name,
+        Held::Call {
+            sender: sid,
+            inb,
+            out,
+        },
+    )
 }
 
 /// StartServiceByName for a name nobody owns: the reply comes when the
 /// service owns the name (or the activation fails).
-pub fn start_service_by_name(bus: &mut Bus, sid: u64, name: &str, inb: &Inbound) -> Result<Reply, Denied> {
+pub fn start_service_by_name(
+    bus: &mut Bus,
+    sid: u64,
+    name: &str,
+    inb: &Inbound,
+) -> Result<Reply, Denied> {
     activate(
         bus,
         Some(sid),
@@ -226,7 +262,16 @@ fn activate(bus: &mut Bus, requester: Option<u64>, name: &str, held: Held) -> Re
     };
     if let (Held::Call { sender, inb, .. }, Some(_)) = (&held, &entry) {
         let (sender, inb) = (*sender, inb.clone());
-        bus.check_security(Some(sender), None, None, &View { h: &inb.header, bytes: &inb.bytes }, Some(name))?;
+        bus.check_security(
+            Some(sender),
+            None,
+            None,
+            &View {
+                h: &inb.header,
+                bytes: &inb.bytes,
+            },
+            Some(name),
+        )?;
     }
     if let Some(p) = bus.activation.pending.get_mut(name) {
         p.held.push(held);
@@ -267,7 +312,9 @@ fn activate(bus: &mut Bus, requester: Option<u64>, name: &str, held: Held) -> Re
             return Ok(());
         }
     }
-    crate::log::info(&format!("Activating service name='{name}' requested by {requester_desc}"));
+    crate::log::info(&format!(
+        "Activating service name='{name}' requested by {requester_desc}"
+    ));
     match spawn(bus, name, &entry) {
         Ok(pid) => {
             if let Some(p) = bus.activation.pending.get_mut(name) {
@@ -319,8 +366,13 @@ fn request_from_systemd(bus: &mut Bus, unit: &str) -> Result<(), Denied> {
 
 fn deliver_from_driver(bus: &mut Bus, to: u64, out: &OutMsg) {
     let head = out.head.clone();
-    let Ok(h) = Header::parse(&head, 0) else { return };
-    let v = View { h: &h, bytes: &head };
+    let Ok(h) = Header::parse(&head, 0) else {
+        return;
+    };
+    let v = View {
+        h: &h,
+        bytes: &head,
+    };
     match bus.check_security(None, Some(to), Some(to), &v, None) {
         Ok(()) => bus.deliver(to, out.clone()),
         Err(d) => bus.capture_error_reply(None, &h, d.name, &d.text),
@@ -339,11 +391,17 @@ fn spawn(bus: &mut Bus, name: &str, entry: &policy::ServiceFile) -> Result<i32, 
             vec![helper.to_string_lossy().into_owned(), name.to_string()]
         }
         None => policy::split_exec(&entry.exec).map_err(|e| {
-            denied(errors::SPAWN_EXEC_FAILED, format!("Failed to parse Exec line of {name}: {e:?}"))
+            denied(
+                errors::SPAWN_EXEC_FAILED,
+                format!("Failed to parse Exec line of {name}: {e:?}"),
+            )
         })?,
     };
     let Some((prog, args)) = command.split_first() else {
-        return Err(denied(errors::SPAWN_EXEC_FAILED, format!("Empty Exec line for {name}")));
+        return Err(denied(
+            errors::SPAWN_EXEC_FAILED,
+            format!("Empty Exec line for {name}"),
+        ));
     };
     let mut env = bus.activation.env.clone();
     set_env(&mut env, "DBUS_STARTER_ADDRESS", &bus.address);
@@ -372,9 +430,13 @@ fn spawn(bus: &mut Bus, name: &str, entry: &policy::ServiceFile) -> Result<i32, 
 /// A name got a new owner by RequestName: StartServiceByName callers get
 /// their reply, then held calls go to the owner in the order they came.
 pub fn name_acquired(bus: &mut Bus, name: &str) {
-    let Some(p) = remove_pending(bus, name) else { return };
+    let Some(p) = remove_pending(bus, name) else {
+        return;
+    };
     crate::log::info(&format!("Successfully activated service '{name}'"));
-    let Some(owner) = bus.lookup(name) else { return };
+    let Some(owner) = bus.lookup(name) else {
+        return;
+    };
     for h in &p.held {
         if let Held::Start { sender, serial } = h {
             if bus.peers.contains_key(sender) {
@@ -402,7 +464,9 @@ pub fn name_acquired(bus: &mut Bus, name: &str) {
 }
 
 fn fail(bus: &mut Bus, name: &str, err_name: &str, text: &str) {
-    let Some(p) = remove_pending(bus, name) else { return };
+    let Some(p) = remove_pending(bus, name) else {
+        return;
+    };
     crate::log::info(&format!("Activated service '{name}' failed: {text}"));
     for h in p.held {
         match h {
@@ -435,19 +499,29 @@ pub fn systemd_failure(bus: &mut Bus, sid: u64, inb: &Inbound) {
         return;
     }
     if bus.lookup(SYSTEMD_NAME) != Some(sid) {
-        let who = bus.peers.get(&sid).map(|p| format!("{} ({})", p.name(), p.loginfo)).unwrap_or_default();
-        crate::log::security(&format!("Ignoring forged ActivationFailure message from connection {who}"));
+        let who = bus
+            .peers
+            .get(&sid)
+            .map(|p| format!("{} ({})", p.name(), p.loginfo))
+            .unwrap_or_default();
+        crate::log::security(&format!(
+            "Ignoring forged ActivationFailure message from connection {who}"
+        ));
         return;
     }
     if !bus.systemd_activation {
-        crate::log::warning("Ignoring unexpected ActivationFailure message while not using systemd activation");
+        crate::log::warning(
+            "Ignoring unexpected ActivationFailure message while not using systemd activation",
+        );
         return;
     }
     let mut r = crate::wire::marshal::Reader::new(inb.body(), inb.header.endian());
     let (Ok(unit), Ok(code), Ok(text)) = (r.string(), r.string(), r.string()) else {
         return;
     };
-    crate::log::info(&format!("Activation via systemd failed for unit '{unit}': {text}"));
+    crate::log::info(&format!(
+        "Activation via systemd failed for unit '{unit}': {text}"
+    ));
     let names: Vec<String> = bus
         .activation
         .pending
@@ -492,13 +566,21 @@ pub fn reap_children(bus: &mut Bus) {
         else {
             continue;
         };
-        let Some((signaled, code)) = err else { continue };
+        let Some((signaled, code)) = err else {
+            continue;
+        };
         let (ename, text) = if bus.config.service_helper.is_some() && !signaled {
             helper_exit_error(code)
         } else if signaled {
-            (errors::SPAWN_CHILD_SIGNALED, format!("Process {name} received signal {code}"))
+            (
+                errors::SPAWN_CHILD_SIGNALED,
+                format!("Process {name} received signal {code}"),
+            )
         } else {
-            (errors::SPAWN_CHILD_EXITED, format!("Process {name} exited with status {code}"))
+            (
+                errors::SPAWN_CHILD_EXITED,
+                format!("Process {name} exited with status {code}"),
+            )
         };
         // Everything waiting on the same Exec line fails too.
         let same: Vec<String> = bus
@@ -519,17 +601,50 @@ pub fn reap_children(bus: &mut Bus) {
 fn helper_exit_error(code: i32) -> (&'static str, String) {
     use crate::activation::exit_codes::*;
     match code {
-        CONFIG_INVALID => ("org.freedesktop.DBus.Error.Spawn.ConfigInvalid", "Invalid configuration (missing or empty <user>?)".into()),
-        NO_MEMORY => ("org.freedesktop.DBus.Error.NoMemory", "Launcher could not run (out of memory)".into()),
-        SETUP_FAILED => ("org.freedesktop.DBus.Error.Spawn.SetupFailed", "Failed to setup environment correctly".into()),
-        NAME_INVALID => ("org.freedesktop.DBus.Error.Spawn.ServiceInvalid", "Bus name is not valid or missing".into()),
-        SERVICE_NOT_FOUND => (errors::SPAWN_SERVICE_NOT_FOUND, "Bus name not found in system service directory".into()),
-        PERMISSIONS_INVALID => (errors::SPAWN_PERMISSIONS_INVALID, "The permission of the setuid helper is not correct".into()),
-        FILE_INVALID => (errors::SPAWN_PERMISSIONS_INVALID, "The service file is incorrect or does not have all required attributes".into()),
-        EXEC_FAILED => (errors::SPAWN_EXEC_FAILED, "Cannot launch daemon, file not found or permissions invalid".into()),
-        INVALID_ARGS => (errors::INVALID_ARGS, "Invalid arguments to command line".into()),
-        CHILD_SIGNALED => (errors::SPAWN_CHILD_SIGNALED, "Launched child was signaled, it probably crashed".into()),
-        _ => (errors::SPAWN_CHILD_EXITED, format!("Launch helper exited with unknown return code {code}")),
+        CONFIG_INVALID => (
+            "org.freedesktop.DBus.Error.Spawn.ConfigInvalid",
+            "Invalid configuration (missing or empty <user>?)".into(),
+        ),
+        NO_MEMORY => (
+            "org.freedesktop.DBus.Error.NoMemory",
+            "Launcher could not run (out of memory)".into(),
+        ),
+        SETUP_FAILED => (
+            "org.freedesktop.DBus.Error.Spawn.SetupFailed",
+            "Failed to setup environment correctly".into(),
+        ),
+        NAME_INVALID => (
+            "org.freedesktop.DBus.Error.Spawn.ServiceInvalid",
+            "Bus name is not valid or missing".into(),
+        ),
+        SERVICE_NOT_FOUND => (
+            errors::SPAWN_SERVICE_NOT_FOUND,
+            "Bus name not found in system service directory".into(),
+        ),
+        PERMISSIONS_INVALID => (
+            errors::SPAWN_PERMISSIONS_INVALID,
+            "The permission of the setuid helper is not correct".into(),
+        ),
+        FILE_INVALID => (
+            errors::SPAWN_PERMISSIONS_INVALID,
+            "The service file is incorrect or does not have all required attributes".into(),
+        ),
+        EXEC_FAILED => (
+            errors::SPAWN_EXEC_FAILED,
+            "Cannot launch daemon, file not found or permissions invalid".into(),
+        ),
+        INVALID_ARGS => (
+            errors::INVALID_ARGS,
+            "Invalid arguments to command line".into(),
+        ),
+        CHILD_SIGNALED => (
+            errors::SPAWN_CHILD_SIGNALED,
+            "Launched child was signaled, it probably crashed".into(),
+        ),
+        _ => (
+            errors::SPAWN_CHILD_EXITED,
+            format!("Launch helper exited with unknown return code {code}"),
+        ),
     }
 }
 
@@ -578,9 +693,14 @@ pub fn timers(bus: &mut Bus, now: Instant) {
     let ms = bus.config.limits.service_start_timeout;
     for (name, pid) in expired {
         if let Some(pid) = pid {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
-        let text = format!("Failed to activate service '{name}': timed out (service_start_timeout={ms}ms)");
+        let text = format!(
+            "Failed to activate service '{name}': timed out (service_start_timeout={ms}ms)"
+        );
         crate::log::warning(&text);
         fail(bus, &name, errors::TIMED_OUT, &text);
     }

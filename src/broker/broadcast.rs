@@ -154,7 +154,13 @@ impl Bus {
 
     /// Sends `out` to every connection (other than `addressed`) with a
     /// matching rule, checking policy for each.
-    pub fn dispatch_matches(&mut self, sender: Option<u64>, addressed: Option<u64>, out: &OutMsg, v: View<'_>) {
+    pub fn dispatch_matches(
+        &mut self,
+        sender: Option<u64>,
+        addressed: Option<u64>,
+        out: &OutMsg,
+        v: View<'_>,
+    ) {
         let mut recipients: Vec<u64> = Vec::new();
         {
             let subj = Subject::new(self, sender, v);
@@ -190,13 +196,25 @@ impl Bus {
     }
 
     /// Shows `out` to every monitor whose rules match.
-    pub fn capture(&mut self, sender: Option<u64>, addressed: Option<u64>, out: &OutMsg, v: View<'_>) {
+    pub fn capture(
+        &mut self,
+        sender: Option<u64>,
+        addressed: Option<u64>,
+        out: &OutMsg,
+        v: View<'_>,
+    ) {
         let mut to: Vec<u64> = Vec::new();
         {
             let subj = Subject::new(self, sender, v);
             for m in &self.monitors {
-                let Some(rules) = self.monitor_rules.get(m) else { continue };
-                if rules.is_empty() || rules.iter().any(|r| self.rule_matches(r, true, addressed, &subj)) {
+                let Some(rules) = self.monitor_rules.get(m) else {
+                    continue;
+                };
+                if rules.is_empty()
+                    || rules
+                        .iter()
+                        .any(|r| self.rule_matches(r, true, addressed, &subj))
+                {
                     to.push(*m);
                 }
             }
@@ -209,9 +227,19 @@ impl Bus {
     /// Shows a message the driver built to monitors.
     pub fn capture_driver_message(&mut self, m: &OutMsg) {
         let bytes = m.head.clone();
-        let Ok(h) = Header::parse(&bytes, 0) else { return };
+        let Ok(h) = Header::parse(&bytes, 0) else {
+            return;
+        };
         let dest = h.destination(&bytes).and_then(|d| self.lookup(d));
-        self.capture(None, dest, m, View { h: &h, bytes: &bytes });
+        self.capture(
+            None,
+            dest,
+            m,
+            View {
+                h: &h,
+                bytes: &bytes,
+            },
+        );
     }
 
     /// Shows monitors the error the bus would send back to the sender of
@@ -227,19 +255,40 @@ impl Bus {
         };
         let serial = self.next_serial();
         let bytes = crate::driver::build::error(serial, h.serial, Some(&dest), name, text);
-        let m = OutMsg { head: Rc::new(bytes), body: None };
+        let m = OutMsg {
+            head: Rc::new(bytes),
+            body: None,
+        };
         let head = m.head.clone();
-        let Ok(eh) = Header::parse(&head, 0) else { return };
-        self.capture(None, to, &m, View { h: &eh, bytes: &head });
+        let Ok(eh) = Header::parse(&head, 0) else {
+            return;
+        };
+        self.capture(
+            None,
+            to,
+            &m,
+            View {
+                h: &eh,
+                bytes: &head,
+            },
+        );
     }
 
     /// Sends a unicast message from the driver, subject to the recipient's
     /// receive policy.
     pub fn send_from_driver_checked(&mut self, to: u64, bytes: Vec<u8>) {
-        let m = OutMsg { head: Rc::new(bytes), body: None };
-        let Ok(h) = Header::parse(&m.head, 0) else { return };
+        let m = OutMsg {
+            head: Rc::new(bytes),
+            body: None,
+        };
+        let Ok(h) = Header::parse(&m.head, 0) else {
+            return;
+        };
         let head = m.head.clone();
-        let v = View { h: &h, bytes: &head };
+        let v = View {
+            h: &h,
+            bytes: &head,
+        };
         if !self.monitors.is_empty() {
             self.capture(None, Some(to), &m, v);
         }
@@ -254,10 +303,18 @@ impl Bus {
 
     /// Broadcasts a signal from the driver.
     pub fn broadcast_from_driver(&mut self, bytes: Vec<u8>) {
-        let m = OutMsg { head: Rc::new(bytes), body: None };
+        let m = OutMsg {
+            head: Rc::new(bytes),
+            body: None,
+        };
         let head = m.head.clone();
-        let Ok(h) = Header::parse(&head, 0) else { return };
-        let v = View { h: &h, bytes: &head };
+        let Ok(h) = Header::parse(&head, 0) else {
+            return;
+        };
+        let v = View {
+            h: &h,
+            bytes: &head,
+        };
         if !self.monitors.is_empty() {
             self.capture(None, None, &m, v);
         }

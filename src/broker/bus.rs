@@ -228,7 +228,11 @@ impl Bus {
                 NameEvent::OwnerChanged { name, old, new } => {
                     let old = old.and_then(|o| self.unique_name(o));
                     let new = new.and_then(|n| self.unique_name(n));
-                    self.emit_owner_changed(&name, old.as_deref().unwrap_or(""), new.as_deref().unwrap_or(""));
+                    self.emit_owner_changed(
+                        &name,
+                        old.as_deref().unwrap_or(""),
+                        new.as_deref().unwrap_or(""),
+                    );
                 }
                 NameEvent::Acquired { peer, name } => {
                     self.send_name_signal(peer, "NameAcquired", &name);
@@ -241,11 +245,21 @@ impl Bus {
     }
 
     fn send_name_signal(&mut self, peer: u64, member: &str, name: &str) {
-        let Some(dest) = self.unique_name(peer) else { return };
+        let Some(dest) = self.unique_name(peer) else {
+            return;
+        };
         let serial = self.next_serial();
         let mut w = crate::wire::marshal::Writer::new();
         w.string(name);
-        let bytes = build::signal(serial, Some(&dest), DBUS_PATH, DBUS_IFACE, member, "s", w.as_bytes());
+        let bytes = build::signal(
+            serial,
+            Some(&dest),
+            DBUS_PATH,
+            DBUS_IFACE,
+            member,
+            "s",
+            w.as_bytes(),
+        );
         self.send_from_driver_checked(peer, bytes);
     }
 
@@ -256,7 +270,15 @@ impl Bus {
         w.string(name);
         w.string(old);
         w.string(new);
-        let bytes = build::signal(serial, None, DBUS_PATH, DBUS_IFACE, "NameOwnerChanged", "sss", w.as_bytes());
+        let bytes = build::signal(
+            serial,
+            None,
+            DBUS_PATH,
+            DBUS_IFACE,
+            "NameOwnerChanged",
+            "sss",
+            w.as_bytes(),
+        );
         self.broadcast_from_driver(bytes);
     }
 }

@@ -101,7 +101,9 @@ impl Bus {
     /// Processes everything buffered for connection `id`.
     pub fn process_input(&mut self, id: u64) {
         loop {
-            let Some(p) = self.peers.get_mut(&id) else { return };
+            let Some(p) = self.peers.get_mut(&id) else {
+                return;
+            };
             if p.closing {
                 return;
             }
@@ -134,7 +136,9 @@ impl Bus {
     }
 
     fn authenticated(&mut self, id: u64, uid: Option<u32>, unix_fd: bool) {
-        let Some(p) = self.peers.get_mut(&id) else { return };
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
         p.state = PeerState::WaitingHello;
         p.auth_uid = uid;
         p.unix_fd = unix_fd && p.stream.can_pass_fds();
@@ -166,7 +170,9 @@ impl Bus {
         let max_fds = self.config.limits.max_message_unix_fds as usize;
         let mut pos = 0;
         loop {
-            let Some(p) = self.peers.get_mut(&id) else { return };
+            let Some(p) = self.peers.get_mut(&id) else {
+                return;
+            };
             if p.closing {
                 break;
             }

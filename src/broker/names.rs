@@ -110,11 +110,22 @@ impl Registry {
     /// RequestName after the caller checked validity, policy and limits.
     /// Returns the reply code and the signals to send, and whether `peer`
     /// newly entered the name's queue (so the caller can record it).
-    pub fn request(&mut self, name: &str, peer: u64, flags: u32, events: &mut Vec<NameEvent>) -> u32 {
-        let Some((key, q)) = self.names.get_key_value(name).map(|(k, _)| k.clone()).and_then(|k| {
-            let q = self.names.get_mut(&k)?;
-            Some((k, q))
-        }) else {
+    pub fn request(
+        &mut self,
+        name: &str,
+        peer: u64,
+        flags: u32,
+        events: &mut Vec<NameEvent>,
+    ) -> u32 {
+        let Some((key, q)) = self
+            .names
+            .get_key_value(name)
+            .map(|(k, _)| k.clone())
+            .and_then(|k| {
+                let q = self.names.get_mut(&k)?;
+                Some((k, q))
+            })
+        else {
             let key: Rc<str> = Rc::from(name);
             let mut q = VecDeque::new();
             q.push_back(Owner { peer, flags });
@@ -175,8 +186,12 @@ impl Registry {
     /// Removes `peer` from `name`'s queue (ReleaseName, or disconnect).
     /// Returns false if it was not there.
     pub fn remove(&mut self, name: &str, peer: u64, events: &mut Vec<NameEvent>) -> bool {
-        let Some(key) = self.key(name) else { return false };
-        let Some(q) = self.names.get_mut(name) else { return false };
+        let Some(key) = self.key(name) else {
+            return false;
+        };
+        let Some(q) = self.names.get_mut(name) else {
+            return false;
+        };
         let Some(pos) = q.iter().position(|o| o.peer == peer) else {
             return false;
         };
@@ -239,13 +254,25 @@ mod tests {
     fn queueing_and_replacement() {
         let mut r = Registry::default();
         let mut ev = Vec::new();
-        assert_eq!(r.request("a.b", 1, ALLOW_REPLACEMENT, &mut ev), request_reply::PRIMARY_OWNER);
+        assert_eq!(
+            r.request("a.b", 1, ALLOW_REPLACEMENT, &mut ev),
+            request_reply::PRIMARY_OWNER
+        );
         assert_eq!(ev.len(), 2);
         ev.clear();
-        assert_eq!(r.request("a.b", 1, 0, &mut ev), request_reply::ALREADY_OWNER);
+        assert_eq!(
+            r.request("a.b", 1, 0, &mut ev),
+            request_reply::ALREADY_OWNER
+        );
         // owner 1 no longer allows replacement
-        assert_eq!(r.request("a.b", 2, REPLACE_EXISTING, &mut ev), request_reply::IN_QUEUE);
-        assert_eq!(r.request("a.b", 3, DO_NOT_QUEUE, &mut ev), request_reply::EXISTS);
+        assert_eq!(
+            r.request("a.b", 2, REPLACE_EXISTING, &mut ev),
+            request_reply::IN_QUEUE
+        );
+        assert_eq!(
+            r.request("a.b", 3, DO_NOT_QUEUE, &mut ev),
+            request_reply::EXISTS
+        );
         assert_eq!(r.queue("a.b").unwrap(), vec![1, 2]);
         assert!(ev.is_empty());
         assert!(r.remove("a.b", 1, &mut ev));
@@ -253,7 +280,10 @@ mod tests {
         assert_eq!(ev.len(), 3);
         ev.clear();
         r.request("a.b", 2, ALLOW_REPLACEMENT, &mut ev);
-        assert_eq!(r.request("a.b", 4, REPLACE_EXISTING, &mut ev), request_reply::PRIMARY_OWNER);
+        assert_eq!(
+            r.request("a.b", 4, REPLACE_EXISTING, &mut ev),
+            request_reply::PRIMARY_OWNER
+        );
         assert_eq!(r.queue("a.b").unwrap(), vec![4, 2]);
         assert!(matches!(ev[0], NameEvent::Lost { peer: 2, .. }));
         ev.clear();

@@ -47,7 +47,10 @@ impl Replies {
         if u64::from(count) >= limit {
             return Err(ExpectError::TooMany);
         }
-        if let Some(old) = self.pending.insert((caller, serial), Pending { callee, deadline }) {
+        if let Some(old) = self
+            .pending
+            .insert((caller, serial), Pending { callee, deadline })
+        {
             // A call with a reused serial to another callee replaces the old
             // expectation.
             if let Some(d) = old.deadline {
@@ -140,7 +143,10 @@ mod tests {
     fn expect_take_and_limits() {
         let mut r = Replies::default();
         r.expect(1, 2, 10, None, 2).unwrap();
-        assert_eq!(r.expect(1, 2, 10, None, 2), Err(ExpectError::DuplicateSerial));
+        assert_eq!(
+            r.expect(1, 2, 10, None, 2),
+            Err(ExpectError::DuplicateSerial)
+        );
         r.expect(1, 3, 11, None, 2).unwrap();
         assert_eq!(r.expect(1, 3, 12, None, 2), Err(ExpectError::TooMany));
         assert!(!r.take(1, 3, 10));
@@ -155,7 +161,8 @@ mod tests {
         let mut r = Replies::default();
         let now = Instant::now();
         r.expect(1, 2, 1, Some(now), 10).unwrap();
-        r.expect(1, 2, 2, Some(now + std::time::Duration::from_secs(60)), 10).unwrap();
+        r.expect(1, 2, 2, Some(now + std::time::Duration::from_secs(60)), 10)
+            .unwrap();
         assert_eq!(r.expire(now), vec![(1, 1)]);
         assert_eq!(r.count_for(1), 1);
     }

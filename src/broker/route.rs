@@ -13,7 +13,9 @@ use crate::wire::header::{forward_header, msg_type};
 impl Bus {
     /// Routes a validated message from connection `sid`.
     pub fn dispatch(&mut self, sid: u64, inb: Inbound) {
-        let Some(p) = self.peers.get(&sid) else { return };
+        let Some(p) = self.peers.get(&sid) else {
+            return;
+        };
         if matches!(p.state, PeerState::Monitor) {
             crate::log::warning(&format!(
                 "Monitoring connection {} ({}) is not allowed to send messages; closing it. \
@@ -122,7 +124,10 @@ impl Bus {
     /// eavesdroppers.
     pub fn deliver_to_owner(&mut self, sid: u64, r: u64, inb: &Rc<Inbound>, out: &OutMsg) {
         let h = &inb.header;
-        let v = View { h, bytes: &inb.bytes };
+        let v = View {
+            h,
+            bytes: &inb.bytes,
+        };
         if let Err(d) = self.check_security(Some(sid), Some(r), Some(r), &v, None) {
             self.send_error(sid, h, d.name, &d.text);
             return;
@@ -144,10 +149,10 @@ impl Bus {
     fn handle_unaddressed_call(&mut self, sid: u64, inb: &Inbound) {
         let h = &inb.header;
         let iface = h.interface(&inb.bytes);
-        if iface.is_none() || iface == Some("org.freedesktop.DBus.Peer") {
-            if crate::driver::peer_iface::handle(self, sid, inb) {
-                return;
-            }
+        if (iface.is_none() || iface == Some("org.freedesktop.DBus.Peer"))
+            && crate::driver::peer_iface::handle(self, sid, inb)
+        {
+            return;
         }
         if h.no_reply_expected() {
             return;

@@ -128,8 +128,9 @@ impl Bus {
                 }
                 return Err(Denied {
                     name: errors::ACCESS_DENIED,
-                    text: "Client tried to send a message other than Hello without being registered"
-                        .into(),
+                    text:
+                        "Client tried to send a message other than Hello without being registered"
+                            .into(),
                 });
             }
             if let (Some(rs), Some(p)) = (h.reply_serial, proposed) {
@@ -179,8 +180,9 @@ impl Bus {
             }
         }
         if let Some(r) = proposed {
-            let active = self.peers.get(&r).is_some_and(|p| p.is_active()
-                || matches!(p.state, super::peer::PeerState::Monitor));
+            let active = self.peers.get(&r).is_some_and(|p| {
+                p.is_active() || matches!(p.state, super::peer::PeerState::Monitor)
+            });
             if active {
                 let sender_names = self.policy_names(sender);
                 let names: Vec<&str> = sender_names.iter().map(|n| &**n).collect();

@@ -20,7 +20,13 @@ fn finish(mut hb: HeaderBuilder, dest: Option<&str>, sig: &str, body: &[u8]) -> 
 }
 
 /// A method return from the driver.
-pub fn method_return(serial: u32, reply_serial: u32, dest: Option<&str>, sig: &str, body: &[u8]) -> Vec<u8> {
+pub fn method_return(
+    serial: u32,
+    reply_serial: u32,
+    dest: Option<&str>,
+    sig: &str,
+    body: &[u8],
+) -> Vec<u8> {
     let mut hb = HeaderBuilder::new(
         Endian::Little,
         msg_type::METHOD_RETURN,
@@ -33,7 +39,13 @@ pub fn method_return(serial: u32, reply_serial: u32, dest: Option<&str>, sig: &s
 }
 
 /// An error from the driver with a single string argument.
-pub fn error(serial: u32, reply_serial: u32, dest: Option<&str>, name: &str, text: &str) -> Vec<u8> {
+pub fn error(
+    serial: u32,
+    reply_serial: u32,
+    dest: Option<&str>,
+    name: &str,
+    text: &str,
+) -> Vec<u8> {
     let mut w = crate::wire::marshal::Writer::new();
     w.string(text);
     let body = w.into_bytes();

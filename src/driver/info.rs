@@ -54,7 +54,10 @@ pub(super) fn get_unix_user(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied
     let creds = creds_of(bus, name, "UID")?;
     match creds.uid {
         Some(u) => Ok(u32_reply(u)),
-        None => Err(denied(errors::FAILED, format!("Could not determine UID for '{name}'"))),
+        None => Err(denied(
+            errors::FAILED,
+            format!("Could not determine UID for '{name}'"),
+        )),
     }
 }
 

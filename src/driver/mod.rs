@@ -90,7 +90,13 @@ pub struct Interface {
     pub interesting: bool,
 }
 
-const fn m(name: &'static str, input: &'static str, output: &'static str, flags: u8, handler: Handler) -> Method {
+const fn m(
+    name: &'static str,
+    input: &'static str,
+    output: &'static str,
+    flags: u8,
+    handler: Handler,
+) -> Method {
     Method {
         name,
         input,
@@ -209,7 +215,10 @@ fn check_privileged(bus: &Bus, c: &Call<'_>) -> Result<(), Denied> {
     match uid {
         None => Err(denied(
             errors::ACCESS_DENIED,
-            format!("rejected attempt to call {} by connection {name} ({info}) with unknown uid", c.member()),
+            format!(
+                "rejected attempt to call {} by connection {name} ({info}) with unknown uid",
+                c.member()
+            ),
         )),
         Some(u) if u == 0 || u == nix::unistd::geteuid().as_raw() => Ok(()),
         Some(u) => {
@@ -275,7 +284,10 @@ fn dispatch(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
         if sig != meth.input {
             return Err(denied(
                 errors::INVALID_ARGS,
-                format!("Call to {member} has wrong args ({sig}, expected {})\n", meth.input),
+                format!(
+                    "Call to {member} has wrong args ({sig}, expected {})\n",
+                    meth.input
+                ),
             ));
         }
         if member != "Hello" && !bus.peers.get(&c.sid).is_some_and(|p| p.is_active()) {

@@ -40,7 +40,11 @@ pub(super) fn hello(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
     if p.unique_name.is_some() {
         return Err(denied(errors::FAILED, "Already handled an Hello message"));
     }
-    let completed = bus.peers.values().filter(|p| p.unique_name.is_some()).count() as u64;
+    let completed = bus
+        .peers
+        .values()
+        .filter(|p| p.unique_name.is_some())
+        .count() as u64;
     if completed >= bus.config.limits.max_completed_connections {
         return Err(denied(
             errors::LIMITS_EXCEEDED,
@@ -80,10 +84,7 @@ pub(super) fn hello(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
             old: None,
             new: Some(c.sid),
         },
-        NameEvent::Acquired {
-            peer: c.sid,
-            name,
-        },
+        NameEvent::Acquired { peer: c.sid, name },
     ]);
     Ok(Reply::Sent)
 }
@@ -125,7 +126,10 @@ pub(super) fn request_name(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied>
             ),
         ));
     }
-    let allowed = bus.peers.get(&c.sid).is_some_and(|p| p.policy.can_own(name));
+    let allowed = bus
+        .peers
+        .get(&c.sid)
+        .is_some_and(|p| p.policy.can_own(name));
     if !allowed {
         return Err(denied(
             errors::ACCESS_DENIED,
@@ -227,11 +231,7 @@ pub(super) fn name_has_owner(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denie
 pub(super) fn list_names(bus: &mut Bus, _c: &Call<'_>) -> Result<Reply, Denied> {
     let mut names: Vec<&str> = Vec::with_capacity(1 + bus.unique.len() + bus.names.len());
     names.push(DBUS_NAME);
-    let mut uniques: Vec<(u64, &str)> = bus
-        .unique
-        .iter()
-        .map(|(n, id)| (*id, &**n))
-        .collect();
+    let mut uniques: Vec<(u64, &str)> = bus.unique.iter().map(|(n, id)| (*id, &**n)).collect();
     uniques.sort_unstable();
     names.extend(uniques.into_iter().map(|(_, n)| n));
     let mut wk: Vec<&str> = bus.names.names().map(|n| &**n).collect();
@@ -243,7 +243,10 @@ pub(super) fn list_names(bus: &mut Bus, _c: &Call<'_>) -> Result<Reply, Denied> 
 pub(super) fn list_activatable_names(bus: &mut Bus, _c: &Call<'_>) -> Result<Reply, Denied> {
     let mut names = vec![DBUS_NAME.to_string()];
     names.extend(crate::activation::activatable_names(bus));
-    Ok(Reply::Body("as", strings_body(names.iter().map(|s| s.as_str()))))
+    Ok(Reply::Body(
+        "as",
+        strings_body(names.iter().map(|s| s.as_str())),
+    ))
 }
 
 pub(super) fn get_name_owner(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {

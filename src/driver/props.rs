@@ -8,10 +8,12 @@ use crate::wire::marshal::Writer;
 fn find_interface(name: &str) -> Result<&'static Interface, Denied> {
     // Properties are only implemented on the canonical path, where every
     // interface is available.
-    INTERFACES
-        .iter()
-        .find(|i| i.name == name)
-        .ok_or_else(|| denied(errors::UNKNOWN_INTERFACE, format!("Interface \"{name}\" not found")))
+    INTERFACES.iter().find(|i| i.name == name).ok_or_else(|| {
+        denied(
+            errors::UNKNOWN_INTERFACE,
+            format!("Interface \"{name}\" not found"),
+        )
+    })
 }
 
 fn find_property(i: &Interface, name: &str) -> Result<&'static str, Denied> {

@@ -18,7 +18,12 @@ pub(super) fn get_stats(bus: &mut Bus, _c: &Call<'_>) -> Result<Reply, Denied> {
     let active = bus
         .peers
         .values()
-        .filter(|p| !matches!(p.state, PeerState::Authenticating(_) | PeerState::WaitingHello))
+        .filter(|p| {
+            !matches!(
+                p.state,
+                PeerState::Authenticating(_) | PeerState::WaitingHello
+            )
+        })
         .count();
     let incomplete = bus.peers.len() - active;
     let mut w = Writer::new();
@@ -28,10 +33,22 @@ pub(super) fn get_stats(bus: &mut Bus, _c: &Call<'_>) -> Result<Reply, Denied> {
     entry_u32(&mut w, "IncompleteConnections", incomplete as u64);
     entry_u32(&mut w, "MatchRules", bus.match_rules as u64);
     entry_u32(&mut w, "PeakMatchRules", bus.stats.peak_match_rules as u64);
-    entry_u32(&mut w, "PeakMatchRulesPerConnection", bus.stats.peak_match_rules_per_conn as u64);
-    entry_u32(&mut w, "BusNames", (bus.names.len() + bus.unique.len()) as u64);
+    entry_u32(
+        &mut w,
+        "PeakMatchRulesPerConnection",
+        bus.stats.peak_match_rules_per_conn as u64,
+    );
+    entry_u32(
+        &mut w,
+        "BusNames",
+        (bus.names.len() + bus.unique.len()) as u64,
+    );
     entry_u32(&mut w, "PeakBusNames", bus.stats.peak_bus_names as u64);
-    entry_u32(&mut w, "PeakBusNamesPerConnection", bus.stats.peak_bus_names_per_conn as u64);
+    entry_u32(
+        &mut w,
+        "PeakBusNamesPerConnection",
+        bus.stats.peak_bus_names_per_conn as u64,
+    );
     w.end_array(a);
     Ok(Reply::Body("a{sv}", w.into_bytes()))
 }
@@ -41,7 +58,9 @@ pub(super) fn get_connection_stats(bus: &mut Bus, c: &Call<'_>) -> Result<Reply,
     if name == DBUS_NAME {
         return Err(denied(
             errors::INVALID_ARGS,
-            format!("GetConnectionStats is not meaningful for the message bus \"{DBUS_NAME}\" itself"),
+            format!(
+                "GetConnectionStats is not meaningful for the message bus \"{DBUS_NAME}\" itself"
+            ),
         ));
     }
     let Some(id) = bus.lookup(name) else {

@@ -124,6 +124,9 @@ mod tests {
 
     #[test]
     fn escapes() {
-        assert_eq!(escape("/tmp/dbus=daemon=test.x"), "/tmp/dbus%3ddaemon%3dtest.x");
+        assert_eq!(
+            escape("/tmp/dbus=daemon=test.x"),
+            "/tmp/dbus%3ddaemon%3dtest.x"
+        );
     }
 }

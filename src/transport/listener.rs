@@ -198,7 +198,9 @@ fn from_inherited(fd: OwnedFd) -> io::Result<Bound> {
             let addr = match ss.as_unix_addr() {
                 Some(u) => match (u.path(), u.as_abstract()) {
                     (Some(p), _) => format!("unix:path={}", escape(&p.to_string_lossy())),
-                    (_, Some(a)) => format!("unix:abstract={}", escape(&String::from_utf8_lossy(a))),
+                    (_, Some(a)) => {
+                        format!("unix:abstract={}", escape(&String::from_utf8_lossy(a)))
+                    }
                     _ => "unix:".to_string(),
                 },
                 None => "unix:".to_string(),

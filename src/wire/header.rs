@@ -177,7 +177,9 @@ impl Header {
             check_zero(&msg[pos..aligned])?;
             pos = aligned;
             let code = msg[pos];
-            let sig_len = *msg.get(pos + 1).ok_or(WireError("truncated header field"))? as usize;
+            let sig_len = *msg
+                .get(pos + 1)
+                .ok_or(WireError("truncated header field"))? as usize;
             let sig_start = pos + 2;
             let sig_end = sig_start + sig_len;
             if sig_end >= fields_end || msg[sig_end] != 0 {
@@ -301,9 +303,7 @@ impl Header {
             msg_type::METHOD_CALL if h.path.is_none() || h.member.is_none() => {
                 return Err(WireError("method call without path or member"))
             }
-            msg_type::SIGNAL
-                if h.path.is_none() || h.member.is_none() || h.interface.is_none() =>
-            {
+            msg_type::SIGNAL if h.path.is_none() || h.member.is_none() || h.interface.is_none() => {
                 return Err(WireError("signal without path, interface or member"))
             }
             msg_type::ERROR if h.error_name.is_none() || h.reply_serial.is_none() => {
@@ -422,7 +422,7 @@ impl HeaderBuilder {
     }
 
     fn pad_to(&mut self, n: usize) {
-        while self.buf.len() % n != 0 {
+        while !self.buf.len().is_multiple_of(n) {
             self.buf.push(0);
         }
     }
