@@ -45,10 +45,10 @@ fn usage() -> ! {
   loadgen report RESULTS.tsv [--json OUT.json]
 
 Scenario defaults (full / --quick):
-  unicast    K=2 caller/server pairs, window 64, 64-byte ay body, 200000 / 40000 calls
-  pingpong   1 pair, window 1 (strict ping-pong), 64-byte body, 20000 / 5000 calls
-  broadcast  1 sender, 8 subscribers, window 128, 64-byte ay body, 50000 / 10000 signals
-  large      1 pair, window 4, 1 MiB ay body, 400 / 100 calls
+  unicast    K=2 caller/server pairs, window 64, 64-byte ay body, 300000 / 60000 calls
+  pingpong   1 pair, window 1 (strict ping-pong), 64-byte body, 50000 / 10000 calls
+  broadcast  1 sender, 8 subscribers, window 128, 64-byte ay body, 100000 / 20000 signals
+  large      1 pair, window 4, 1 MiB ay body, 1000 / 200 calls
 Routed messages: unicast/pingpong/large count call + reply (2 per call); broadcast counts
 one per delivered copy (signals x subscribers)."
     );
@@ -116,10 +116,10 @@ fn parse_run_args(args: &[String]) -> Opts {
     }
     let q = o.quick;
     let (pairs, window, size, count, subs) = match o.scenario.as_str() {
-        "unicast" => (2, 64, 64, if q { 40_000 } else { 200_000 }, 0),
-        "pingpong" => (1, 1, 64, if q { 5_000 } else { 20_000 }, 0),
-        "broadcast" => (0, 128, 64, if q { 10_000 } else { 50_000 }, 8),
-        "large" => (1, 4, 1 << 20, if q { 100 } else { 400 }, 0),
+        "unicast" => (2, 64, 64, if q { 60_000 } else { 300_000 }, 0),
+        "pingpong" => (1, 1, 64, if q { 10_000 } else { 50_000 }, 0),
+        "broadcast" => (0, 128, 64, if q { 20_000 } else { 100_000 }, 8),
+        "large" => (1, 4, 1 << 20, if q { 200 } else { 1_000 }, 0),
         _ => usage(),
     };
     if o.pairs == 0 {
@@ -564,8 +564,8 @@ fn report(args: &[String]) -> i32 {
     let mut o = io::stdout().lock();
     let _ = writeln!(
         o,
-        "{:<10} {:<12} {:>9} {:>10} {:>9} {:>11} {:>9} {:>9}  {}",
-        "scenario", "daemon", "msgs", "msg/s", "MiB/s", "cpu ns/msg", "p50 us", "p99 us", "status"
+        "{:<10} {:<12} {:>9} {:>10} {:>8} {:>11} {:>11} {:>8} {:>8}  {}",
+        "scenario", "daemon", "msgs", "msg/s", "MiB/s", "cpu ns/msg", "sched ns/m", "p50 us", "p99 us", "status"
     );
     for s in &scenarios {
         for d in &daemons {
@@ -573,13 +573,14 @@ fn report(args: &[String]) -> i32 {
                 let lat = f(r, "lat_p50_us") > 0.0;
                 let _ = writeln!(
                     o,
-                    "{:<10} {:<12} {:>9} {:>10} {:>9} {:>11} {:>9} {:>9}  {}",
+                    "{:<10} {:<12} {:>9} {:>10} {:>8} {:>11} {:>11} {:>8} {:>8}  {}",
                     s,
                     d,
                     g(r, "routed"),
                     g(r, "msg_per_s"),
                     if s == "large" { g(r, "mib_per_s") } else { "-".into() },
                     g(r, "cpu_ns_per_msg"),
+                    g(r, "sched_ns_per_msg"),
                     if lat { g(r, "lat_p50_us") } else { "-".into() },
                     if lat { g(r, "lat_p99_us") } else { "-".into() },
                     if g(r, "status") == "ok" { "ok".into() } else { format!("{} {}", g(r, "status"), g(r, "error")) }
