@@ -560,7 +560,35 @@ fn report(args: &[String]) -> i32 {
             daemons.push(g(r, "daemon"));
         }
     }
-    let find = |d: &str, s: &str| rows.iter().find(|r| g(r, "daemon") == d && g(r, "scenario") == s);
+    // With --repeat, several rows share (daemon, scenario): merge them into one row holding the
+    // median of each number; the status is the first non-ok one, if any.
+    let merged: Vec<BTreeMap<String, String>> = daemons
+        .iter()
+        .flat_map(|d| scenarios.iter().map(move |s| (d.clone(), s.clone())))
+        .filter_map(|(d, s)| {
+            let group: Vec<&BTreeMap<String, String>> =
+                rows.iter().filter(|r| g(r, "daemon") == d && g(r, "scenario") == s).collect();
+            let first = group.first()?;
+            let mut m = (*group.iter().find(|r| g(r, "status") != "ok").unwrap_or(first)).clone();
+            for k in ["msg_per_s", "mib_per_s", "cpu_ns_per_msg", "sched_ns_per_msg", "lat_p50_us", "lat_p99_us", "wall_s"] {
+                let mut v: Vec<f64> = group.iter().filter(|r| g(r, "status") == "ok").map(|r| f(r, k)).collect();
+                if v.is_empty() {
+                    continue;
+                }
+                v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+                let med = if v.len() % 2 == 1 { v[v.len() / 2] } else { (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0 };
+                let prec = if k.ends_with("_us") || k == "mib_per_s" { 1 } else if k == "wall_s" { 4 } else { 0 };
+                m.insert(k.to_string(), format!("{med:.prec$}"));
+            }
+            m.insert("runs".into(), group.len().to_string());
+            Some(m)
+        })
+        .collect();
+    let find = |d: &str, s: &str| merged.iter().find(|r| g(r, "daemon") == d && g(r, "scenario") == s);
+    let runs = merged.iter().map(|r| f(r, "runs") as u64).max().unwrap_or(1);
+    if runs > 1 {
+        println!("(median of up to {runs} runs per row)");
+    }
     let mut o = io::stdout().lock();
     let _ = writeln!(
         o,
