@@ -200,7 +200,7 @@ fn spawn<T: Send + 'static>(
 }
 
 /// Server side of a pair: answers every `Echo` call with an empty method return.
-fn serve(mut c: Conn, n: u64) -> io::Result<u64> {
+fn serve(mut c: Conn, n: u64, prog: Arc<AtomicU64>) -> io::Result<u64> {
     let mut done = 0u64;
     let mut serial = c.serial;
     // Reply template for the last caller seen: serial at 8, reply serial at 20.
@@ -223,13 +223,21 @@ fn serve(mut c: Conn, n: u64) -> io::Result<u64> {
             }
             Ok(())
         })?;
+        prog.store(done, Ordering::Relaxed);
         c.flush()?;
     }
     Ok(done)
 }
 
 /// Caller side: keeps up to `window` calls in flight; checks every reply arrives, in order.
-fn caller(mut c: Conn, n: u64, dest: String, window: u64, size: usize) -> io::Result<(u64, Vec<u64>)> {
+fn caller(
+    mut c: Conn,
+    n: u64,
+    dest: String,
+    window: u64,
+    size: usize,
+    prog: Arc<AtomicU64>,
+) -> io::Result<(u64, Vec<u64>)> {
     let body = body_ay(size);
     let tmpl = header(
         T_CALL,
@@ -286,6 +294,7 @@ fn caller(mut c: Conn, n: u64, dest: String, window: u64, size: usize) -> io::Re
             }
             Ok(())
         })?;
+        prog.store(recvd, Ordering::Relaxed);
     }
     Ok((recvd, lat_ns))
 }
@@ -308,32 +317,36 @@ fn unicast(o: &Opts) -> Outcome {
             (Err(e), _) | (_, Err(e)) => return fail(e),
         }
     }
+    // Per-thread progress, so that a failed run still reports how much got through.
+    let progress: Vec<Arc<AtomicU64>> = (0..2 * pairs.len()).map(|_| Arc::new(AtomicU64::new(0))).collect();
     let t0 = Instant::now();
     let mut handles = Vec::new();
     for (i, (s, c)) in pairs.into_iter().enumerate() {
+        let (ps, pc) = (progress[2 * i].clone(), progress[2 * i + 1].clone());
         let n = o.count / o.pairs as u64 + u64::from((i as u64) < o.count % o.pairs as u64);
         let dest = s.unique.clone();
         let (window, size) = (o.window, o.size);
-        handles.push((spawn(&abort, move || serve(s, n)), spawn(&abort, move || caller(c, n, dest, window, size))));
+        handles.push((
+            spawn(&abort, move || serve(s, n, ps)),
+            spawn(&abort, move || caller(c, n, dest, window, size, pc)),
+        ));
     }
     let (mut routed, mut error, mut lat_ns) = (0u64, None, Vec::new());
     for (hs, hc) in handles {
         match hc.join().expect("caller thread panicked") {
-            Ok((r, l)) => {
-                routed += r;
-                lat_ns.extend(l)
-            }
+            Ok((_, l)) => lat_ns.extend(l),
             Err(e) => {
-                error.get_or_insert(format!("caller: {e}"));
+                note_err(&mut error, format!("caller: {e}"));
             }
         }
         match hs.join().expect("server thread panicked") {
-            Ok(r) => routed += r,
+            Ok(_) => {}
             Err(e) => {
-                error.get_or_insert(format!("server: {e}"));
+                note_err(&mut error, format!("server: {e}"));
             }
         }
     }
+    routed += progress.iter().map(|p| p.load(Ordering::Relaxed)).sum::<u64>();
     Outcome { routed, expected, wall: t0.elapsed(), error, lat_ns }
 }
 
@@ -438,19 +451,30 @@ fn broadcast(o: &Opts) -> Outcome {
     let (mut routed, mut error) = (0u64, None);
     for h in handles {
         match h.join().expect("subscriber thread panicked") {
-            Ok(r) => routed += r,
+            Ok(_) => {}
             Err(e) => {
-                error.get_or_insert(format!("subscriber: {e}"));
+                note_err(&mut error, format!("subscriber: {e}"));
             }
         }
     }
     if let Err(e) = hsend.join().expect("sender thread panicked") {
-        error.get_or_insert(format!("sender: {e}"));
+        note_err(&mut error, format!("sender: {e}"));
     }
+    routed += counts.iter().map(|c| c.load(Ordering::Relaxed)).sum::<u64>();
     if error.is_none() && o.subscribers == 0 {
         error = Some("no subscribers".into());
     }
     Outcome { routed, expected, wall: t0.elapsed(), error, lat_ns: vec![] }
+}
+
+/// Keeps the root cause: a thread that stopped because another failed ("aborted") is reported
+/// only when nothing better is known.
+fn note_err(slot: &mut Option<String>, e: String) {
+    match slot {
+        Some(old) if !old.contains("aborted") => {}
+        Some(_) if e.contains("aborted") => {}
+        _ => *slot = Some(e),
+    }
 }
 
 fn pct(sorted: &[u64], p: f64) -> f64 {
