@@ -454,7 +454,7 @@ impl Loop {
     }
 
     fn read_peer(&mut self, bus: &mut Bus, id: u64) {
-        for turn in 0..READS_PER_TURN {
+        for _ in 0..READS_PER_TURN {
             let Some(p) = bus.peers.get_mut(&id) else {
                 return;
             };
@@ -462,6 +462,30 @@ impl Loop {
                 return;
             }
             let mut fds = Vec::new();
+            if let Some((buf, filled)) = &mut p.large_rx {
+                // The rest of a large message goes straight into its buffer.
+                match p.stream.recv(&mut buf[*filled..], &mut fds) {
+                    Ok(0) => {
+                        bus.close(id);
+                        return;
+                    }
+                    Ok(n) => {
+                        *filled += n;
+                        let done = *filled == buf.len();
+                        p.in_fds.extend(fds);
+                        if done {
+                            bus.finish_large_message(id);
+                        }
+                        continue;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => {
+                        bus.close(id);
+                        return;
+                    }
+                }
+            }
             match p.stream.recv(&mut self.scratch, &mut fds) {
                 Ok(0) => {
                     bus.close(id);
@@ -473,9 +497,6 @@ impl Loop {
                     p.stats.peak_in_bytes = p.stats.peak_in_bytes.max(p.inbuf.len() as u64);
                     p.stats.peak_in_fds = p.stats.peak_in_fds.max(p.in_fds.len() as u64);
                     bus.process_input(id);
-                    if turn + 1 == READS_PER_TURN {
-                        self.again.push(id);
-                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -485,6 +506,8 @@ impl Loop {
                 }
             }
         }
+        // Out of turns with data left: come back after the others.
+        self.again.push(id);
     }
 
     fn timers(&mut self, bus: &mut Bus) {

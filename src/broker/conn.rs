@@ -45,6 +45,9 @@ pub fn at_console(uid: Option<u32>) -> bool {
         .unwrap_or(false)
 }
 
+/// Messages at least this large are read straight into their own buffer.
+pub const LARGE_MESSAGE: usize = 64 * 1024;
+
 impl Bus {
     /// Registers a newly accepted socket; returns its id.
     pub fn add_peer(&mut self, stream: Stream) -> u64 {
@@ -64,6 +67,7 @@ impl Bus {
             unique_name: None,
             unix_fd: false,
             inbuf: Vec::new(),
+            large_rx: None,
             in_fds: VecDeque::new(),
             out: VecDeque::new(),
             out_pos: 0,
@@ -164,16 +168,17 @@ impl Bus {
         self.refresh_policy(id);
     }
 
-    /// Splits buffered bytes into messages, validates and routes them.
+    /// Splits buffered bytes into messages, validates and routes them. A
+    /// large message that is not complete yet moves to a buffer of its own
+    /// (`large_rx`) so the rest of it is read straight into place.
     fn frame_messages(&mut self, id: u64) {
         let max = self.config.limits.max_message_size as usize;
-        let max_fds = self.config.limits.max_message_unix_fds as usize;
         let mut pos = 0;
         loop {
             let Some(p) = self.peers.get_mut(&id) else {
                 return;
             };
-            if p.closing {
+            if p.closing || p.large_rx.is_some() {
                 break;
             }
             let avail = p.inbuf.len() - pos;
@@ -193,6 +198,12 @@ impl Bus {
                 }
             };
             if avail < total {
+                if total >= LARGE_MESSAGE {
+                    let mut buf = super::peer::buffers::take(total);
+                    buf[..avail].copy_from_slice(&p.inbuf[pos..]);
+                    p.large_rx = Some((buf, avail));
+                    pos = p.inbuf.len();
+                }
                 if !p.in_fds.is_empty() && p.pending_fd_since.is_none() {
                     p.pending_fd_since = Some(Instant::now());
                 }
@@ -200,45 +211,65 @@ impl Bus {
             }
             let bytes = p.inbuf[pos..pos + total].to_vec();
             pos += total;
-            let header = match Header::parse(&bytes, p.in_fds.len()) {
-                Ok(h) => h,
-                Err(e) => {
-                    crate::log::warning(&format!(
-                        "Disconnecting {} ({}): invalid message: {e}",
-                        p.name(),
-                        p.loginfo
-                    ));
-                    self.close(id);
-                    break;
-                }
-            };
-            let n = header.unix_fds as usize;
-            if n > max_fds || (n > 0 && !p.unix_fd) {
+            if !self.accept_message(id, bytes) {
+                break;
+            }
+        }
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.inbuf.drain(..pos.min(p.inbuf.len()));
+            if !p.in_fds.is_empty() && p.inbuf.is_empty() && p.pending_fd_since.is_none() {
+                // Fds with no message to carry them yet: allowed until
+                // pending_fd_timeout.
+                p.pending_fd_since = Some(Instant::now());
+            }
+        }
+    }
+
+    /// The large message being read into its own buffer is complete.
+    pub fn finish_large_message(&mut self, id: u64) {
+        let Some(p) = self.peers.get_mut(&id) else { return };
+        let Some((buf, _)) = p.large_rx.take() else { return };
+        if self.accept_message(id, buf) {
+            self.process_input(id);
+        }
+    }
+
+    /// Validates one whole message and routes it. Returns false if the
+    /// connection is being closed.
+    fn accept_message(&mut self, id: u64, bytes: Vec<u8>) -> bool {
+        let max_fds = self.config.limits.max_message_unix_fds as usize;
+        let Some(p) = self.peers.get_mut(&id) else {
+            return false;
+        };
+        let header = match Header::parse(&bytes, p.in_fds.len()) {
+            Ok(h) => h,
+            Err(e) => {
                 crate::log::warning(&format!(
-                    "Disconnecting {} ({}): too many or unexpected unix fds",
+                    "Disconnecting {} ({}): invalid message: {e}",
                     p.name(),
                     p.loginfo
                 ));
                 self.close(id);
-                break;
+                return false;
             }
-            let fds: Vec<_> = p.in_fds.drain(..n).collect();
-            p.pending_fd_since = None;
-            p.stats.in_msgs += 1;
-            p.stats.in_bytes += total as u64;
-            p.stats.in_fds += n as u64;
-            self.dispatch(id, Inbound { bytes, header, fds });
+        };
+        let n = header.unix_fds as usize;
+        if n > max_fds || (n > 0 && !p.unix_fd) {
+            crate::log::warning(&format!(
+                "Disconnecting {} ({}): too many or unexpected unix fds",
+                p.name(),
+                p.loginfo
+            ));
+            self.close(id);
+            return false;
         }
-        if let Some(p) = self.peers.get_mut(&id) {
-            p.inbuf.drain(..pos.min(p.inbuf.len()));
-            if !p.in_fds.is_empty() && p.inbuf.is_empty() {
-                // Fds with no message to carry them: a protocol violation
-                // only if they stay unclaimed; keep them until the timeout.
-                if p.pending_fd_since.is_none() {
-                    p.pending_fd_since = Some(Instant::now());
-                }
-            }
-        }
+        let fds: Vec<_> = p.in_fds.drain(..n).collect();
+        p.pending_fd_since = None;
+        p.stats.in_msgs += 1;
+        p.stats.in_bytes += bytes.len() as u64;
+        p.stats.in_fds += n as u64;
+        self.dispatch(id, Inbound { bytes, header, fds });
+        self.peers.get(&id).is_some_and(|p| !p.closing)
     }
 
     /// Removes connection `id` and releases everything it held: names

@@ -30,6 +30,61 @@ impl Inbound {
     }
 }
 
+impl Drop for Inbound {
+    fn drop(&mut self) {
+        buffers::give_back(std::mem::take(&mut self.bytes));
+    }
+}
+
+/// A few large message buffers kept for reuse, so that reading a large
+/// message costs neither fresh pages nor zeroing. Bounded in count and size.
+pub mod buffers {
+    use std::cell::RefCell;
+
+    /// Buffers kept at most.
+    const KEEP: usize = 8;
+    /// Largest buffer kept.
+    const MAX_KEPT: usize = 4 * 1024 * 1024;
+    /// Smallest buffer worth keeping.
+    const MIN_KEPT: usize = 64 * 1024;
+
+    thread_local! {
+        static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A buffer of exactly `len` bytes (contents unspecified but
+    /// initialized), reusing a kept one when possible.
+    pub fn take(len: usize) -> Vec<u8> {
+        let reused = POOL.with(|p| {
+            let mut p = p.borrow_mut();
+            let i = p.iter().position(|b| b.capacity() >= len)?;
+            Some(p.swap_remove(i))
+        });
+        match reused {
+            Some(mut b) => {
+                // Only bytes past the old length get zeroed.
+                b.resize(len, 0);
+                b
+            }
+            None => vec![0u8; len],
+        }
+    }
+
+    /// Returns a buffer for reuse (small or huge ones are simply freed).
+    pub fn give_back(b: Vec<u8>) {
+        let cap = b.capacity();
+        if !(MIN_KEPT..=MAX_KEPT).contains(&cap) {
+            return;
+        }
+        POOL.with(|p| {
+            let mut p = p.borrow_mut();
+            if p.len() < KEEP {
+                p.push(b);
+            }
+        });
+    }
+}
+
 /// One queued outgoing message: a header the bus wrote, and optionally the
 /// body (and fds) of a received message, shared with other recipients.
 #[derive(Debug, Clone)]
@@ -118,6 +173,9 @@ pub struct Peer {
     pub unix_fd: bool,
     /// Bytes read but not yet framed.
     pub inbuf: Vec<u8>,
+    /// A large message being read into its own buffer: the buffer (its
+    /// full length) and how many bytes are filled.
+    pub large_rx: Option<(Vec<u8>, usize)>,
     /// Fds received but not yet attached to a message.
     pub in_fds: VecDeque<OwnedFd>,
     /// Outgoing queue.
