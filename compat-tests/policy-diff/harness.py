@@ -6,7 +6,8 @@ Usage (as root):
         start DAEMON (busbar or dbus-daemon) with CONFIG_TEMPLATE (@SOCKET@
         replaced), run every case and write {case: outcome} to OUT.json.
     harness.py diff A.json B.json
-        print the cases whose outcomes differ (JSON list on the last line).
+        print "CASES<TAB>n<TAB>m", then "MISMATCH<TAB>case<TAB>A<TAB>B" per
+        case whose outcomes differ (case without its T<n> id).
 
 Clients speak raw D-Bus (SASL EXTERNAL, fd passing) so that every header
 field is under our control. Each uid gets its own forked worker process
@@ -640,11 +641,12 @@ def run_cases(sockpath, workers):
 def diff(a_path, b_path):
     a = json.load(open(a_path))
     b = json.load(open(b_path))
-    rows = []
+    # one line per mismatch, tab-separated: case (without its T<n> id), A, B
+    print("CASES\t%d\t%d" % (len(a), len(b)))
     for k in sorted(set(a) | set(b), key=lambda k: (len(k.split()[0]), k)):
         if a.get(k) != b.get(k):
-            rows.append({"case": k, "busbar": a.get(k), "dbus": b.get(k)})
-    print(json.dumps({"cases": len(a), "mismatches": rows}))
+            case = re.sub(r"^T\d+ ", "", k)
+            print("MISMATCH\t%s\t%s\t%s" % (case, a.get(k), b.get(k)))
 
 
 if __name__ == "__main__":
