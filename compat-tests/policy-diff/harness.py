@@ -380,7 +380,7 @@ NAME_REQUESTS = [
     (100, "com.example.Publisher"), (100, "com.example.Nobody.MB"),
     (65534, "com.example.Nobody.X"), (65534, "com.example.Nobody"), (65534, "com.example.Pub.Secret.N"),
     (65534, "com.example.Svc"), (65534, "com.example.Pub.Mandatory"), (65534, "com.example.Pub"),
-    (65534, "com.example.Other"), (65534, "org.freedesktop.DBus"),
+    (65534, "com.example.Other"), (65534, "org.freedesktop.DBus"), (0, "com.example.Pub.Console"),
     ("100g", "com.example.Nobody.G"), ("100g", "com.example.Bus.G"),
 ]
 
@@ -408,6 +408,9 @@ UNICAST = [
     ("call", {"path": P_SVC, "iface": "com.example.Svc.Admin", "member": "Reboot"}, 0),
     ("call", {"path": "/com/example/Svc/public", "member": "Ping"}, 0),
     ("call", {"path": "/com/example/Svc/public", "iface": "com.example.Other", "member": "Ping"}, 0),
+    ("call", {"path": "/com/example/Svc/public", "member": "Forbidden"}, 0),
+    ("call", {"path": "/com/example/Svc/public", "iface": "com.example.Svc.Public", "member": "Forbidden"}, 0),
+    ("call", {"path": "/x", "iface": "com.example.NotConsole", "member": "X"}, 0),
     ("call", {"path": "/other", "member": "Ping"}, 0),
     ("call", {"path": "/com/example/mb", "iface": "com.example.Other", "member": "X"}, 0),
     ("call", {"path": "/x", "iface": "com.example.Forbidden", "member": "X"}, 0),
@@ -446,6 +449,8 @@ BROADCAST = [
     {"path": "/com/example/sig", "iface": "com.example.NoRecv", "member": "Tick"},
     {"path": "/com/example/sig", "iface": "com.example.Private", "member": "Tick"},
     {"path": "/com/example/sig", "iface": "com.example.Sig", "member": "Tick", "reply_serial": 783},
+    {"path": "/com/example/sig", "iface": "com.example.Sig", "member": "Tick", "nfds": 1},
+    {"path": "/com/example/sig", "iface": "com.example.Fd", "member": "Pass", "nfds": 3},
 ]
 
 # calls to the bus driver: (iface, member)
@@ -477,9 +482,12 @@ def build_cases():
                                            " fds=%d" % nfds if nfds else "", dest),
                     sender="S%s" % su, kind=kind, fields=f, dest=dest, nfds=nfds)
         for fields in BROADCAST:
+            fields = dict(fields)
+            nfds = fields.pop("nfds", 0)
             for who in ("S", "R"):
-                add("%s%s broadcast %s" % (who, su, " ".join("%s=%s" % kv for kv in sorted(fields.items()))),
-                    sender="%s%s" % (who, su), kind="signal", fields=dict(fields), dest=None, nfds=0)
+                add("%s%s broadcast %s%s" % (who, su, " ".join("%s=%s" % kv for kv in sorted(fields.items())),
+                                             " fds=%d" % nfds if nfds else ""),
+                    sender="%s%s" % (who, su), kind="signal", fields=dict(fields), dest=None, nfds=nfds)
         for iface, member in DRIVER:
             add("S%s driver %s.%s" % (su, iface, member), sender="S%s" % su, kind="call",
                 fields={"path": "/org/freedesktop/DBus", "iface": iface, "member": member}, dest=BUS, nfds=0)
@@ -614,6 +622,12 @@ def run_cases(sockpath, workers):
             serial_of[(label, s)] = rid
             serial_of[(unique[label], s)] = rid
     inbox2 = {label: labels[label](op="drain", label=label)["inbox"] for label in labels}
+
+    # signals from the bus driver each connection was allowed to receive
+    for label in labels:
+        got = sorted({m.get("member") for m in inbox[label] + inbox2[label]
+                      if m.get("sender") == BUS and m["type"] == SIGNAL})
+        outcome["driver signals to %s" % label] = ",".join(got) or "-"
 
     result = {}
     for phase in (inbox, inbox2):
