@@ -20,9 +20,11 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Says why a test does not run. Written to stderr directly, not with
+/// eprintln!, so that the test harness's output capture does not hide it.
 fn skip(why: &str) {
-    eprintln!("SKIPPED: {why}");
-    println!("SKIPPED: {why}");
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
 }
 
 fn is_root() -> bool {
