@@ -71,7 +71,8 @@ pub mod msg_type {
 }
 
 /// The facts about a message that policy rules look at.
-/// Method returns and errors are treated as replies.
+/// Messages with a reply serial (and method returns and errors, which always
+/// have one) are treated as replies.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct MessageFacts<'a> {
     /// wire type code, see [`msg_type`]
@@ -88,6 +89,10 @@ pub struct MessageFacts<'a> {
     pub destination: Option<&'a str>,
     /// number of unix fds attached
     pub unix_fds: u32,
+    /// REPLY_SERIAL header. dbus-daemon applies the requested_reply
+    /// semantics to any message carrying one, whatever its type (a signal
+    /// or method call with a reply serial counts as an unrequested reply).
+    pub reply_serial: Option<u32>,
 }
 
 /// The outcome of a send/receive check.

@@ -256,8 +256,11 @@ impl Policy {
     }
 }
 
+/// dbus-daemon's test is "has a reply serial", not the message type.
 fn is_reply(m: &MessageFacts<'_>) -> bool {
-    m.msg_type == msg_type::METHOD_RETURN || m.msg_type == msg_type::ERROR
+    m.reply_serial.is_some_and(|s| s != 0)
+        || m.msg_type == msg_type::METHOD_RETURN
+        || m.msg_type == msg_type::ERROR
 }
 
 /// A rule field that only excludes messages having a different value.

@@ -450,3 +450,63 @@ fn shipped_system_conf() {
     );
     assert!(c.policy.allows_user_owned_by(1000, &[], Some(101)));
 }
+
+/// dbus-daemon applies requested_reply semantics to any message with a
+/// reply serial (bus/policy.c tests dbus_message_get_reply_serial, not the
+/// type): an allow rule with the default requested_reply="true" does not
+/// let through a signal or method call carrying an unrequested reply serial.
+#[test]
+fn reply_serial_on_non_reply_messages_is_an_unrequested_reply() {
+    let c = load(
+        r#"<policy context="default">
+             <allow send_type="signal"/>
+             <allow send_type="method_call"/>
+             <allow receive_type="signal"/>
+             <allow send_type="signal" send_interface="i.open" send_requested_reply="false"/>
+           </policy>"#,
+    );
+    let p = c.policy.for_connection(Some(1000), &[], false);
+    let sig = MessageFacts {
+        msg_type: msg_type::SIGNAL,
+        path: Some("/"),
+        interface: Some("i.f"),
+        member: Some("S"),
+        destination: Some(":1.9"),
+        ..Default::default()
+    };
+    assert!(p.can_send(&sig, &[":1.9"], false, false).allowed);
+    let with_rs = MessageFacts {
+        reply_serial: Some(7),
+        ..sig
+    };
+    let v = p.can_send(&with_rs, &[":1.9"], false, false);
+    assert!(!v.allowed);
+    assert_eq!(v.matched_rules, 0);
+    // ... unless the reply was requested, or the rule says requested_reply="false"
+    assert!(p.can_send(&with_rs, &[":1.9"], true, false).allowed);
+    let open = MessageFacts {
+        interface: Some("i.open"),
+        ..with_rs
+    };
+    assert_eq!(
+        p.can_send(&open, &[":1.9"], false, false),
+        policy::Verdict {
+            allowed: true,
+            matched_rules: 1,
+            log: false
+        }
+    );
+    assert!(!p.can_receive(&with_rs, &[":1.9"], false, false).allowed);
+    let call = MessageFacts {
+        msg_type: msg_type::METHOD_CALL,
+        reply_serial: Some(7),
+        ..sig
+    };
+    assert!(!p.can_send(&call, &[":1.9"], false, false).allowed);
+    // a reply serial of zero is no reply serial (dbus: get_reply_serial != 0)
+    let zero = MessageFacts {
+        reply_serial: Some(0),
+        ..sig
+    };
+    assert!(p.can_send(&zero, &[":1.9"], false, false).allowed);
+}

@@ -29,6 +29,7 @@ impl<'a> View<'a> {
             error_name: self.h.error_name(self.bytes),
             destination: self.h.destination(self.bytes),
             unix_fds: self.h.unix_fds,
+            reply_serial: self.h.reply_serial,
         }
     }
 }
@@ -54,9 +55,16 @@ pub fn type_name(t: u8) -> &'static str {
 }
 
 impl Bus {
+    /// The names policy rules match a connection by: its unique name and
+    /// every well-known name it owns or is queued for (dbus-daemon's
+    /// bus_service_owner_in_queue / bus_connection_is_queued_owner_by_prefix).
     fn policy_names(&self, id: Option<u64>) -> Vec<std::rc::Rc<str>> {
         match id {
-            Some(id) => self.names_of(id),
+            Some(id) => self
+                .peers
+                .get(&id)
+                .map(|p| p.unique_name.iter().chain(&p.names).cloned().collect())
+                .unwrap_or_default(),
             None => vec![std::rc::Rc::from(DBUS_NAME)],
         }
     }
