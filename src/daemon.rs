@@ -214,9 +214,6 @@ fn run_inner(opts: Options) -> Result<(), String> {
         .collect::<Vec<_>>()
         .join(";");
 
-    if let Some(user) = &cfg.user {
-        drop_privileges(user)?;
-    }
     let fork = match opts.fork {
         Override::Always => true,
         Override::Never => false,
@@ -245,6 +242,11 @@ fn run_inner(opts: Options) -> Result<(), String> {
     if let Some(fd) = opts.print_pid {
         print_to_fd(fd, &format!("{}\n", std::process::id()))
             .map_err(|e| format!("Printing message bus PID: {e}"))?;
+    }
+    // Like dbus-daemon: the pidfile is written (and the address printed)
+    // before giving up root.
+    if let Some(user) = &cfg.user {
+        drop_privileges(user)?;
     }
     if let Some(n) = notify {
         let mut f = std::fs::File::from(n);

@@ -290,11 +290,8 @@ fn starts_with_system_conf() {
 }
 
 /// dbus-daemon writes the pidfile before switching to <user>, so a root-owned
-/// pidfile directory (/run/dbus) works. busbar writes it after dropping
-/// privileges and fails with "Permission denied" (src/daemon.rs); ignored
-/// until that is fixed.
+/// pidfile directory (/run/dbus) works; busbar must do the same.
 #[test]
-#[ignore = "busbar writes the pidfile after switching to <user> (src/daemon.rs)"]
 fn system_conf_pidfile_written_before_dropping_privileges() {
     let dir = tempdir("systempid");
     let Some((conf, _, pidfile)) = system_conf_copy(&dir, "system_conf_pidfile") else {

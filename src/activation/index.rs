@@ -22,9 +22,9 @@ fn mtime(p: &Path) -> Option<SystemTime> {
 }
 
 impl Index {
-    /// Scans `dirs` in order. `transient` must follow strict naming;
-    /// `system` requires User= (it uses the launch helper).
-    pub fn scan(dirs: &[PathBuf], transient: Option<&Path>, system: bool) -> Index {
+    /// Scans `dirs` in order; files in `transient` must be named
+    /// `<Name>.service`. (User= is checked by the launch helper, not here.)
+    pub fn scan(dirs: &[PathBuf], transient: Option<&Path>) -> Index {
         let mut entries: HashMap<String, ServiceFile> = HashMap::new();
         let mut stamps = Vec::with_capacity(dirs.len());
         for dir in dirs {
@@ -49,16 +49,6 @@ impl Index {
                         continue;
                     }
                 };
-                if system {
-                    if let Err(e) = sf.check_system() {
-                        crate::log::warning(&format!(
-                            "Unable to load service file {}: {}",
-                            f.display(),
-                            e.message
-                        ));
-                        continue;
-                    }
-                }
                 let strict = transient.is_some_and(|t| t == dir.as_path());
                 if strict && !sf.named_correctly() {
                     crate::log::warning(&format!(

@@ -65,12 +65,7 @@ fn denied(name: &'static str, text: impl Into<String>) -> Denied {
 
 fn rescan(bus: &mut Bus) {
     let cfg = &bus.config;
-    let system = cfg.service_helper.is_some();
-    bus.activation.index = Index::scan(
-        &cfg.service_dirs,
-        cfg.transient_service_dir.as_deref(),
-        system,
-    );
+    bus.activation.index = Index::scan(&cfg.service_dirs, cfg.transient_service_dir.as_deref());
 }
 
 fn refresh_if_stale(bus: &mut Bus) {

@@ -146,13 +146,24 @@ impl Bus {
         p.state = PeerState::WaitingHello;
         p.auth_uid = uid;
         p.unix_fd = unix_fd && p.stream.can_pass_fds();
-        p.gids = match uid {
-            Some(u) => groups_of(u, p.creds.gid.filter(|_| p.creds.uid == Some(u))),
-            None => Vec::new(),
+        // Groups for the policy and GetConnectionCredentials come from the
+        // socket (SO_PEERGROUPS plus the peer's gid), as in dbus-daemon
+        // 1.14; whether a user may connect at all is decided from the user
+        // database.
+        let same_process_user = uid.is_some() && p.creds.uid == uid;
+        p.gids = match (uid, p.stream.peer_groups()) {
+            (Some(_), Some(mut g)) if same_process_user => {
+                g.extend(p.creds.gid);
+                g.sort_unstable();
+                g.dedup();
+                g
+            }
+            (Some(u), _) => groups_of(u, p.creds.gid.filter(|_| same_process_user)),
+            (None, _) => Vec::new(),
         };
         let allowed = match uid {
             Some(u) => {
-                let gids = p.gids.clone();
+                let gids = groups_of(u, None);
                 self.config.policy.allows_user(u, &gids)
             }
             None => self.config.allow_anonymous,
@@ -227,8 +238,12 @@ impl Bus {
 
     /// The large message being read into its own buffer is complete.
     pub fn finish_large_message(&mut self, id: u64) {
-        let Some(p) = self.peers.get_mut(&id) else { return };
-        let Some((buf, _)) = p.large_rx.take() else { return };
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let Some((buf, _)) = p.large_rx.take() else {
+            return;
+        };
         if self.accept_message(id, buf) {
             self.process_input(id);
         }

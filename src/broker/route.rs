@@ -67,12 +67,12 @@ impl Bus {
                 self.send_error(sid, h, d.name, &d.text);
                 return;
             }
-            crate::driver::handle(self, sid, &inb);
+            let handled = crate::driver::handle(self, sid, &inb);
             if !self.monitors.is_empty() && signal_first {
                 self.capture(Some(sid), None, &out, v);
             }
-            // Eavesdroppers see messages to the driver too.
-            if active {
+            // Eavesdroppers see messages to the driver too (when it accepted them).
+            if active && handled {
                 self.dispatch_matches(Some(sid), None, &out, v);
             }
             return;

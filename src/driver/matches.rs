@@ -13,20 +13,30 @@ fn parse(text: &str) -> Result<MatchRule, Denied> {
 }
 
 pub(super) fn add_match(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
-    let text = c.args().string().map_err(bad_args)?;
-    let rule = parse(text)?;
     let limit = bus.config.limits.max_match_rules_per_connection;
+    let count = bus.peers.get(&c.sid).map_or(0, |p| p.matches.len() as u64);
+    let text = c.args().string().map_err(bad_args)?;
+    let rule = if count >= limit {
+        None
+    } else {
+        let rule = parse(text)?;
+        // Eavesdropping is for the bus's own user and root (dbus-daemon 1.14).
+        if rule.eavesdrop {
+            super::check_privileged(bus, c)?;
+        }
+        Some(rule)
+    };
     let Some(p) = bus.peers.get_mut(&c.sid) else {
         return Ok(Reply::Sent);
     };
-    if p.matches.len() as u64 >= limit {
+    let Some(rule) = rule else {
         let text = format!(
             "Connection \"{}\" is not allowed to add more match rules (increase limits in configuration file if required; max_match_rules_per_connection={limit})",
             p.name()
         );
         crate::log::warning(&text);
         return Err(denied(errors::LIMITS_EXCEEDED, text));
-    }
+    };
     p.matches.push(rule);
     let n = p.matches.len();
     bus.match_rules += 1;

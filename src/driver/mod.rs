@@ -207,7 +207,7 @@ fn denied(name: &'static str, text: impl Into<String>) -> Denied {
     }
 }
 
-fn check_privileged(bus: &Bus, c: &Call<'_>) -> Result<(), Denied> {
+pub(crate) fn check_privileged(bus: &Bus, c: &Call<'_>) -> Result<(), Denied> {
     let p = bus.peers.get(&c.sid);
     let uid = p.and_then(|p| p.auth_uid.or(p.creds.uid));
     let name = p.map(|p| p.name().to_string()).unwrap_or_default();
@@ -232,8 +232,10 @@ fn check_privileged(bus: &Bus, c: &Call<'_>) -> Result<(), Denied> {
     }
 }
 
-/// Handles a message addressed to org.freedesktop.DBus (policy already checked).
-pub fn handle(bus: &mut Bus, sid: u64, inb: &Inbound) {
+/// Handles a message addressed to org.freedesktop.DBus (policy already
+/// checked). Returns false when the bus answered with an error (then, as
+/// with dbus-daemon, eavesdroppers do not see the call).
+pub fn handle(bus: &mut Bus, sid: u64, inb: &Inbound) -> bool {
     let h = &inb.header;
     let bytes = &inb.bytes;
     if h.msg_type == msg_type::SIGNAL {
@@ -242,17 +244,21 @@ pub fn handle(bus: &mut Bus, sid: u64, inb: &Inbound) {
         {
             crate::activation::systemd_failure(bus, sid, inb);
         }
-        return;
+        return true;
     }
     if h.msg_type != msg_type::METHOD_CALL {
-        return;
+        return true;
     }
     let c = Call { sid, inb };
     match dispatch(bus, &c) {
         Ok(Reply::Body(sig, body)) => reply(bus, &c, sig, &body),
         Ok(Reply::Sent) => {}
-        Err(d) => bus.send_error(sid, h, d.name, &d.text),
+        Err(d) => {
+            bus.send_error(sid, h, d.name, &d.text);
+            return false;
+        }
     }
+    true
 }
 
 fn dispatch(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {

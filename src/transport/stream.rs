@@ -60,6 +60,43 @@ impl Stream {
         }
     }
 
+    /// The peer's supplementary groups as the kernel saw them at connect
+    /// time (SO_PEERGROUPS), as dbus-daemon 1.14 uses them.
+    pub fn peer_groups(&self) -> Option<Vec<u32>> {
+        let Stream::Unix(s) = self else { return None };
+        let fd = s.as_raw_fd();
+        let mut buf: Vec<libc::gid_t> = vec![0; 64];
+        loop {
+            let cap = buf.len() * std::mem::size_of::<libc::gid_t>();
+            let mut len = libc::socklen_t::try_from(cap).ok()?;
+            // SAFETY: `buf` is a live allocation of exactly `len` writable
+            // bytes; getsockopt writes at most `len` bytes into it and
+            // stores the size it needed (or used) in `len`, which is a
+            // valid, exclusively borrowed socklen_t. `fd` is an open socket
+            // owned by `self` for the duration of the call.
+            let r = unsafe {
+                libc::getsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_PEERGROUPS,
+                    buf.as_mut_ptr().cast(),
+                    &mut len,
+                )
+            };
+            let needed = len as usize / std::mem::size_of::<libc::gid_t>();
+            if r == 0 {
+                buf.truncate(needed.min(buf.len()));
+                return Some(buf);
+            }
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::ERANGE) && needed > buf.len() && needed <= 65536 {
+                buf.resize(needed, 0);
+                continue;
+            }
+            return None;
+        }
+    }
+
     /// Reads into `buf`; fds that arrive are appended to `fds`.
     /// Returns 0 at end of stream.
     pub fn recv(&self, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
