@@ -17,15 +17,15 @@ pub const SYSTEM_CONF: &str = "/usr/share/dbus-1/system.conf";
 /// Loads the configuration the command line chose.
 pub fn load(choice: &ConfigChoice) -> Result<Config, String> {
     let (path, embedded) = match choice {
-        ConfigChoice::File(p) => return policy::load_file(p).map_err(|e| e.to_string()),
+        ConfigChoice::File(p) => return policy::load_file(p).map_err(|e| e.located()),
         ConfigChoice::Session => (SESSION_CONF, policy::SESSION_CONF),
         ConfigChoice::System => (SYSTEM_CONF, policy::SYSTEM_CONF),
     };
     let p = Path::new(path);
     if p.exists() {
-        policy::load_file(p).map_err(|e| e.to_string())
+        policy::load_file(p).map_err(|e| e.located())
     } else {
-        policy::load_str(embedded, &PathBuf::from(path)).map_err(|e| e.to_string())
+        policy::load_str(embedded, &PathBuf::from(path)).map_err(|e| e.located())
     }
 }
 

@@ -132,7 +132,7 @@ pub fn check_config(path: &std::path::Path) -> i32 {
             0
         }
         Err(e) => {
-            eprintln!("{}: {e}", path.display());
+            eprintln!("{}: {}", path.display(), e.located());
             1
         }
     }

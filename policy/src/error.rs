@@ -8,6 +8,10 @@ use std::fmt;
 pub struct ConfigError {
     /// The message.
     pub message: String,
+    /// The file where the problem was found, when known.
+    pub file: Option<std::path::PathBuf>,
+    /// The line in `file` (1-based), when known.
+    pub line: Option<usize>,
 }
 
 impl ConfigError {
@@ -15,6 +19,19 @@ impl ConfigError {
     pub fn new(message: impl Into<String>) -> Self {
         ConfigError {
             message: message.into(),
+            file: None,
+            line: None,
+        }
+    }
+
+    /// The message with its location: dbus-daemon's text, followed by
+    /// `(FILE:LINE)` unless the text already names the position.
+    pub fn located(&self) -> String {
+        match (&self.file, self.line) {
+            (Some(f), Some(l)) if !self.message.starts_with("Error in file ") => {
+                format!("{} ({}:{l})", self.message, f.display())
+            }
+            _ => self.message.clone(),
         }
     }
 }

@@ -102,6 +102,26 @@ impl<'o> Loader<'o> {
         limits: Limits,
         toplevel: bool,
     ) -> Result<Acc, LoadError> {
+        let mut reader = Reader::new(text);
+        self.parse_events(&mut reader, path, limits, toplevel)
+            .map_err(|mut e| {
+                // Errors found by this file's elements carry its name and
+                // the line reached; errors from an included file keep theirs.
+                if e.error.line.is_none() {
+                    e.error.file = Some(path.to_path_buf());
+                    e.error.line = Some(reader.line());
+                }
+                e
+            })
+    }
+
+    fn parse_events(
+        &mut self,
+        reader: &mut Reader<'_>,
+        path: &Path,
+        limits: Limits,
+        toplevel: bool,
+    ) -> Result<Acc, LoadError> {
         let base = base_dir(path);
         let mut acc = Acc {
             limits,
@@ -109,7 +129,6 @@ impl<'o> Loader<'o> {
         };
         let mut stack: Vec<Open> = Vec::new();
         let mut pending = String::new();
-        let mut reader = Reader::new(text);
         loop {
             let event = match reader.next_event() {
                 Ok(Some(e)) => e,

@@ -75,6 +75,11 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// The 1-based line the reader has reached (the end of the last event).
+    pub(crate) fn line(&self) -> usize {
+        position(self.s, "", self.pos.min(self.s.len())).line
+    }
+
     /// The error `msg` at byte offset `at`.
     fn err<T>(&self, msg: &'static str, at: usize) -> Result<T, XmlError> {
         Err(position(self.s, msg, at))
