@@ -73,14 +73,24 @@ fn s(x: &str) -> String {
 fn request_name_codes_queueing_and_owner_changes() {
     let bus = Bus::start();
     let mut watcher = Client::connect(&bus);
-    watcher.add_match(&format!("type='signal',sender='{DRIVER}',member='NameOwnerChanged',arg0='{NAME}'"));
+    watcher.add_match(&format!(
+        "type='signal',sender='{DRIVER}',member='NameOwnerChanged',arg0='{NAME}'"
+    ));
     let mut a = Client::connect(&bus);
     let mut b = Client::connect(&bus);
     let mut c = Client::connect(&bus);
     let mut d = Client::connect(&bus);
-    let (an, bn, cn, dn) = (a.unique_name.clone(), b.unique_name.clone(), c.unique_name.clone(), d.unique_name.clone());
+    let (an, bn, cn, dn) = (
+        a.unique_name.clone(),
+        b.unique_name.clone(),
+        c.unique_name.clone(),
+        d.unique_name.clone(),
+    );
 
-    assert_eq!(name_owner(&mut watcher, NAME), Err(s("org.freedesktop.DBus.Error.NameHasNoOwner")));
+    assert_eq!(
+        name_owner(&mut watcher, NAME),
+        Err(s("org.freedesktop.DBus.Error.NameHasNoOwner"))
+    );
     assert_eq!(a.request_name(NAME, 0), PRIMARY_OWNER);
     assert_eq!(a.request_name(NAME, 0), ALREADY_OWNER);
     assert_eq!(name_signals(&mut a, NAME), vec![s("NameAcquired")]);
@@ -90,7 +100,10 @@ fn request_name_codes_queueing_and_owner_changes() {
     // REPLACE_EXISTING without the owner's ALLOW_REPLACEMENT queues the
     // caller right behind the primary owner (dbus-daemon's order).
     assert_eq!(c.request_name(NAME, REPLACE_EXISTING), IN_QUEUE);
-    assert_eq!(queued(&mut watcher, NAME), vec![an.clone(), cn.clone(), bn.clone()]);
+    assert_eq!(
+        queued(&mut watcher, NAME),
+        vec![an.clone(), cn.clone(), bn.clone()]
+    );
     assert_eq!(name_owner(&mut watcher, NAME), Ok(an.clone()));
     assert_eq!(owner_changes(&mut watcher, NAME), vec![(s(""), an.clone())]);
 
@@ -101,7 +114,10 @@ fn request_name_codes_queueing_and_owner_changes() {
     assert_eq!(name_signals(&mut a, NAME), vec![s("NameLost")]);
     assert_eq!(name_signals(&mut c, NAME), vec![s("NameAcquired")]);
     assert_eq!(queued(&mut watcher, NAME), vec![cn.clone(), bn.clone()]);
-    assert_eq!(owner_changes(&mut watcher, NAME), vec![(an.clone(), cn.clone())]);
+    assert_eq!(
+        owner_changes(&mut watcher, NAME),
+        vec![(an.clone(), cn.clone())]
+    );
 
     // The owner re-requests with ALLOW_REPLACEMENT: still the owner, now replaceable.
     assert_eq!(c.request_name(NAME, ALLOW_REPLACEMENT), ALREADY_OWNER);
@@ -109,12 +125,21 @@ fn request_name_codes_queueing_and_owner_changes() {
     assert_eq!(d.request_name(NAME, REPLACE_EXISTING), PRIMARY_OWNER);
     assert_eq!(name_signals(&mut c, NAME), vec![s("NameLost")]);
     assert_eq!(name_signals(&mut d, NAME), vec![s("NameAcquired")]);
-    assert_eq!(queued(&mut watcher, NAME), vec![dn.clone(), cn.clone(), bn.clone()]);
-    assert_eq!(owner_changes(&mut watcher, NAME), vec![(cn.clone(), dn.clone())]);
+    assert_eq!(
+        queued(&mut watcher, NAME),
+        vec![dn.clone(), cn.clone(), bn.clone()]
+    );
+    assert_eq!(
+        owner_changes(&mut watcher, NAME),
+        vec![(cn.clone(), dn.clone())]
+    );
 
     // d does not allow replacement: b's REPLACE_EXISTING|DO_NOT_QUEUE fails
     // and takes b out of the queue.
-    assert_eq!(b.request_name(NAME, REPLACE_EXISTING | DO_NOT_QUEUE), EXISTS);
+    assert_eq!(
+        b.request_name(NAME, REPLACE_EXISTING | DO_NOT_QUEUE),
+        EXISTS
+    );
     assert_eq!(queued(&mut watcher, NAME), vec![dn.clone(), cn.clone()]);
 
     // The owner disconnecting hands the name on.
@@ -149,9 +174,15 @@ fn replaced_owner_with_do_not_queue_leaves_the_queue() {
     let mut a = Client::connect(&bus);
     let mut b = Client::connect(&bus);
     let bn = b.unique_name.clone();
-    assert_eq!(a.request_name(NAME, ALLOW_REPLACEMENT | DO_NOT_QUEUE), PRIMARY_OWNER);
+    assert_eq!(
+        a.request_name(NAME, ALLOW_REPLACEMENT | DO_NOT_QUEUE),
+        PRIMARY_OWNER
+    );
     assert_eq!(b.request_name(NAME, REPLACE_EXISTING), PRIMARY_OWNER);
-    assert_eq!(name_signals(&mut a, NAME), vec![s("NameAcquired"), s("NameLost")]);
+    assert_eq!(
+        name_signals(&mut a, NAME),
+        vec![s("NameAcquired"), s("NameLost")]
+    );
     assert_eq!(queued(&mut b, NAME), vec![bn]);
 }
 
@@ -164,7 +195,11 @@ fn request_name_invalid_names() {
         w.str(bad).u32(0);
         let r = a.call_driver("RequestName", "su", w.buf);
         assert_eq!(r.msg_type, ERROR, "RequestName({bad:?}) succeeded: {r:?}");
-        assert_eq!(r.error_name.as_deref(), Some("org.freedesktop.DBus.Error.InvalidArgs"), "RequestName({bad:?})");
+        assert_eq!(
+            r.error_name.as_deref(),
+            Some("org.freedesktop.DBus.Error.InvalidArgs"),
+            "RequestName({bad:?})"
+        );
     }
 }
 
@@ -191,9 +226,15 @@ fn name_owner_changed_for_connect_and_disconnect() {
 /// Peer `b` sends a `Ping` signal then a method call to `a`; returns how
 /// many signals `a` received before the method call.
 fn signals_seen(a: &mut Client, b: &mut Client) -> usize {
-    b.send(MsgBuilder::signal(0, "/org/example", "org.example.Test", "Ping"));
+    b.send(MsgBuilder::signal(
+        0,
+        "/org/example",
+        "org.example.Test",
+        "Ping",
+    ));
     let dest = a.unique_name.clone();
-    let mut call = MsgBuilder::method_call(0, Some(&dest), "/", Some("org.example.Test"), "Barrier");
+    let mut call =
+        MsgBuilder::method_call(0, Some(&dest), "/", Some("org.example.Test"), "Barrier");
     call.flags = NO_REPLY_EXPECTED;
     b.send(call);
     let mut n = 0;
@@ -216,10 +257,18 @@ fn remove_match_removes_one_of_two_identical_rules() {
     assert_eq!(signals_seen(&mut a, &mut b), 0);
     a.add_match(rule);
     a.add_match(rule);
-    assert_eq!(signals_seen(&mut a, &mut b), 1, "two identical rules deliver once");
+    assert_eq!(
+        signals_seen(&mut a, &mut b),
+        1,
+        "two identical rules deliver once"
+    );
     let r = a.remove_match(rule);
     assert_eq!(r.msg_type, METHOD_RETURN, "{r:?}");
-    assert_eq!(signals_seen(&mut a, &mut b), 1, "one rule left after the first RemoveMatch");
+    assert_eq!(
+        signals_seen(&mut a, &mut b),
+        1,
+        "one rule left after the first RemoveMatch"
+    );
     let r = a.remove_match(rule);
     assert_eq!(r.msg_type, METHOD_RETURN, "{r:?}");
     assert_eq!(signals_seen(&mut a, &mut b), 0, "no rule left");
@@ -243,7 +292,14 @@ fn unknown_method() {
     let mut a = Client::connect(&bus);
     let r = a.call_driver("NoSuchMethod", "", vec![]);
     assert_error(&r, "org.freedesktop.DBus.Error.UnknownMethod");
-    let s = a.call(Some(DRIVER), DRIVER_PATH, Some("org.example.NoSuchInterface"), "GetId", "", vec![]);
+    let s = a.call(
+        Some(DRIVER),
+        DRIVER_PATH,
+        Some("org.example.NoSuchInterface"),
+        "GetId",
+        "",
+        vec![],
+    );
     let r = a.wait_reply(s);
     assert_error(&r, "org.freedesktop.DBus.Error.UnknownInterface");
 }
@@ -283,8 +339,14 @@ fn connection_credentials_of_self() {
     assert_eq!(r.msg_type, METHOD_RETURN, "{r:?}");
     assert_eq!(r.signature, "a{sv}");
     let creds = r.reader().dict_sv();
-    assert!(creds.contains(&(s("UnixUserID"), s("u"), uid().to_string())), "{creds:?}");
-    assert!(creds.contains(&(s("ProcessID"), s("u"), std::process::id().to_string())), "{creds:?}");
+    assert!(
+        creds.contains(&(s("UnixUserID"), s("u"), uid().to_string())),
+        "{creds:?}"
+    );
+    assert!(
+        creds.contains(&(s("ProcessID"), s("u"), std::process::id().to_string())),
+        "{creds:?}"
+    );
     // Unknown name.
     let mut w = W::new();
     w.str(":1.9999");
@@ -297,13 +359,26 @@ fn introspect_lists_the_driver_interface() {
     let bus = Bus::start();
     let mut a = Client::connect(&bus);
     for path in [DRIVER_PATH, "/"] {
-        let s = a.call(Some(DRIVER), path, Some("org.freedesktop.DBus.Introspectable"), "Introspect", "", vec![]);
+        let s = a.call(
+            Some(DRIVER),
+            path,
+            Some("org.freedesktop.DBus.Introspectable"),
+            "Introspect",
+            "",
+            vec![],
+        );
         let r = a.wait_reply(s);
         assert_eq!(r.msg_type, METHOD_RETURN, "{r:?}");
         assert_eq!(r.signature, "s");
         let xml = r.arg0_str();
-        assert!(xml.contains(r#"<interface name="org.freedesktop.DBus">"#), "{path}: {xml}");
-        assert!(xml.contains(r#"<method name="RequestName">"#), "{path}: {xml}");
+        assert!(
+            xml.contains(r#"<interface name="org.freedesktop.DBus">"#),
+            "{path}: {xml}"
+        );
+        assert!(
+            xml.contains(r#"<method name="RequestName">"#),
+            "{path}: {xml}"
+        );
     }
 }
 
@@ -312,7 +387,10 @@ fn properties_get_features_and_interfaces() {
     let bus = Bus::start();
     let mut a = Client::connect(&bus);
     let props = Some("org.freedesktop.DBus.Properties");
-    for (prop, must_contain) in [("Features", None), ("Interfaces", Some("org.freedesktop.DBus.Monitoring"))] {
+    for (prop, must_contain) in [
+        ("Features", None),
+        ("Interfaces", Some("org.freedesktop.DBus.Monitoring")),
+    ] {
         let mut w = W::new();
         w.str(DRIVER).str(prop);
         let s = a.call(Some(DRIVER), DRIVER_PATH, props, "Get", "ss", w.buf);
@@ -338,18 +416,35 @@ fn properties_get_features_and_interfaces() {
     assert_eq!(r.msg_type, METHOD_RETURN, "{r:?}");
     let all = r.reader().dict_sv();
     let keys: Vec<_> = all.iter().map(|(k, _, _)| k.as_str()).collect();
-    assert!(keys.contains(&"Features") && keys.contains(&"Interfaces"), "{keys:?}");
+    assert!(
+        keys.contains(&"Features") && keys.contains(&"Interfaces"),
+        "{keys:?}"
+    );
 }
 
 #[test]
 fn peer_ping_without_destination() {
     let bus = Bus::start();
     let mut a = Client::connect(&bus);
-    let s = a.call(None, "/", Some("org.freedesktop.DBus.Peer"), "Ping", "", vec![]);
+    let s = a.call(
+        None,
+        "/",
+        Some("org.freedesktop.DBus.Peer"),
+        "Ping",
+        "",
+        vec![],
+    );
     let r = a.wait_reply(s);
     assert_eq!(r.msg_type, METHOD_RETURN, "{r:?}");
     assert_eq!(r.signature, "");
-    let s = a.call(None, "/", Some("org.freedesktop.DBus.Peer"), "GetMachineId", "", vec![]);
+    let s = a.call(
+        None,
+        "/",
+        Some("org.freedesktop.DBus.Peer"),
+        "GetMachineId",
+        "",
+        vec![],
+    );
     let r = a.wait_reply(s);
     assert_eq!(r.msg_type, METHOD_RETURN, "{r:?}");
     assert_eq!(r.arg0_str().len(), 32, "{r:?}");
@@ -359,7 +454,14 @@ fn peer_ping_without_destination() {
 fn peer_ping_to_the_driver() {
     let bus = Bus::start();
     let mut a = Client::connect(&bus);
-    let s = a.call(Some(DRIVER), "/", Some("org.freedesktop.DBus.Peer"), "Ping", "", vec![]);
+    let s = a.call(
+        Some(DRIVER),
+        "/",
+        Some("org.freedesktop.DBus.Peer"),
+        "Ping",
+        "",
+        vec![],
+    );
     let r = a.wait_reply(s);
     assert_eq!(r.msg_type, METHOD_RETURN, "{r:?}");
     assert_eq!(r.sender.as_deref(), Some(DRIVER));

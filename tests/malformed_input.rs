@@ -45,7 +45,10 @@ fn after_hello(extra: &str, what: &str, bad_does: impl FnOnce(&mut Client)) {
     wait_name_gone(&mut good, &bad_name);
     assert_bus_healthy(&mut bus, &mut good);
     let names = good.list_names();
-    assert!(!names.contains(&bad_name), "{what}: {bad_name} still listed: {names:?}");
+    assert!(
+        !names.contains(&bad_name),
+        "{what}: {bad_name} still listed: {names:?}"
+    );
 }
 
 /// A bad peer without Hello (raw socket or authenticated only).
@@ -116,7 +119,8 @@ fn invalid_utf8_string_in_body() {
     after_hello("", "invalid UTF-8 body string", |bad| {
         let mut w = W::new();
         w.str_bytes(b"org.\xff\xfe.Name");
-        let m = MsgBuilder::method_call(0, Some(DRIVER), DRIVER_PATH, Some(DRIVER), "GetNameOwner").body("s", w.buf);
+        let m = MsgBuilder::method_call(0, Some(DRIVER), DRIVER_PATH, Some(DRIVER), "GetNameOwner")
+            .body("s", w.buf);
         bad.send(m);
     });
 }
@@ -133,13 +137,21 @@ fn invalid_utf8_string_in_body_to_peer() {
     let mut w = W::new();
     w.str_bytes(b"\xc3\x28");
     let dest = good.unique_name.clone();
-    bad.send(MsgBuilder::method_call(0, Some(&dest), "/x", Some("org.example.X"), "Take").body("s", w.buf));
+    bad.send(
+        MsgBuilder::method_call(0, Some(&dest), "/x", Some("org.example.X"), "Take")
+            .body("s", w.buf),
+    );
     expect_disconnect(&mut bad.sock, "invalid UTF-8 to a peer");
     wait_name_gone(&mut good, &bad_name);
     let leaked: Vec<_> = good.take_pending(|m| m.member.as_deref() == Some("Take"));
-    assert!(leaked.is_empty(), "the invalid message was forwarded: {leaked:?}");
+    assert!(
+        leaked.is_empty(),
+        "the invalid message was forwarded: {leaked:?}"
+    );
     assert_bus_healthy(&mut bus, &mut good);
-    assert!(good.take_pending(|m| m.member.as_deref() == Some("Take")).is_empty());
+    assert!(good
+        .take_pending(|m| m.member.as_deref() == Some("Take"))
+        .is_empty());
 }
 
 #[test]
@@ -150,11 +162,17 @@ fn message_to_peer_before_hello() {
     let mut bad = Client::connect_authed(&bus, false);
     let mut w = W::new();
     w.str("hi");
-    bad.send(MsgBuilder::method_call(0, Some(&dest), "/x", Some("org.example.X"), "Sneak").body("s", w.buf));
+    bad.send(
+        MsgBuilder::method_call(0, Some(&dest), "/x", Some("org.example.X"), "Sneak")
+            .body("s", w.buf),
+    );
     expect_disconnect(&mut bad.sock, "message to a peer before Hello");
     assert_bus_healthy(&mut bus, &mut good);
     let leaked = good.take_pending(|m| m.member.as_deref() == Some("Sneak"));
-    assert!(leaked.is_empty(), "a pre-Hello message was delivered: {leaked:?}");
+    assert!(
+        leaked.is_empty(),
+        "a pre-Hello message was delivered: {leaked:?}"
+    );
 }
 
 #[test]
@@ -166,7 +184,11 @@ fn driver_call_other_than_hello_before_hello() {
     let mut early = Client::connect_authed(&bus, false);
     let r = early.call_driver("ListNames", "", vec![]);
     assert_eq!(r.msg_type, ERROR, "ListNames before Hello: {r:?}");
-    assert_eq!(r.error_name.as_deref(), Some("org.freedesktop.DBus.Error.AccessDenied"), "{r:?}");
+    assert_eq!(
+        r.error_name.as_deref(),
+        Some("org.freedesktop.DBus.Error.AccessDenied"),
+        "{r:?}"
+    );
     assert_bus_healthy(&mut bus, &mut good);
     early.hello();
     assert!(good.list_names().contains(&early.unique_name));
@@ -192,13 +214,17 @@ fn bad_protocol_version() {
 
 #[test]
 fn body_length_beyond_max_message_size() {
-    after_hello(r#"<limit name="max_message_size">65536</limit>"#, "body length > max_message_size", |bad| {
-        let mut m = get_id_call();
-        m.body_len_override = Some(1 << 20);
-        m.serial = 100;
-        // Only the header: the bus must reject the frame from its length.
-        bad.send_bytes(&m.build());
-    });
+    after_hello(
+        r#"<limit name="max_message_size">65536</limit>"#,
+        "body length > max_message_size",
+        |bad| {
+            let mut m = get_id_call();
+            m.body_len_override = Some(1 << 20);
+            m.serial = 100;
+            // Only the header: the bus must reject the frame from its length.
+            bad.send_bytes(&m.build());
+        },
+    );
 }
 
 #[test]
@@ -227,7 +253,9 @@ fn many_garbage_auth_lines() {
     let lines: Vec<&str> = text.split_terminator("\r\n").collect();
     assert!(!lines.is_empty(), "no reply at all to the garbage");
     assert!(
-        lines.iter().all(|l| l.starts_with("ERROR") || l.starts_with("REJECTED")),
+        lines
+            .iter()
+            .all(|l| l.starts_with("ERROR") || l.starts_with("REJECTED")),
         "unexpected auth replies: {lines:?}"
     );
     assert_bus_healthy(&mut bus, &mut good);
@@ -247,7 +275,14 @@ fn unauthenticated_peer_is_closed_after_auth_timeout() {
 fn non_nul_first_byte() {
     raw_peer("", "non-NUL credentials byte", |bus| {
         let mut sock = Client::connect_raw(bus);
-        let line = format!("AUTH EXTERNAL {}\r\n", uid().to_string().bytes().map(|b| format!("{b:02x}")).collect::<String>());
+        let line = format!(
+            "AUTH EXTERNAL {}\r\n",
+            uid()
+                .to_string()
+                .bytes()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
         write_lenient(&mut sock, line.as_bytes());
         sock
     });
@@ -310,7 +345,8 @@ fn body_shorter_than_signature() {
     after_hello("", "signature 'su' with a body holding only 's'", |bad| {
         let mut w = W::new();
         w.str("org.example.Name");
-        let m = MsgBuilder::method_call(0, Some(DRIVER), DRIVER_PATH, Some(DRIVER), "RequestName").body("su", w.buf);
+        let m = MsgBuilder::method_call(0, Some(DRIVER), DRIVER_PATH, Some(DRIVER), "RequestName")
+            .body("su", w.buf);
         bad.send(m);
     });
 }

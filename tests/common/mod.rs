@@ -44,7 +44,10 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// The daemon binary under test.
 pub fn daemon_path() -> String {
-    std::env::var("BUSBAR_TEST_DAEMON").unwrap_or_else(|_| env!("CARGO_BIN_EXE_busbar").to_string())
+    match std::env::var("BUSBAR_TEST_DAEMON") {
+        Ok(p) if !p.is_empty() => p,
+        _ => env!("CARGO_BIN_EXE_busbar").to_string(),
+    }
 }
 
 /// True when the tests run against the reference dbus-daemon.
@@ -118,7 +121,11 @@ impl Bus {
                 panic!("daemon printed no address: {other:?}");
             }
         };
-        Bus { child, address, dir }
+        Bus {
+            child,
+            address,
+            dir,
+        }
     }
 
     /// Is the daemon process still running?
@@ -159,7 +166,9 @@ impl Drop for Bus {
 /// transport) and connects to it. Supports `path=` and `abstract=`.
 pub fn connect_address(address: &str) -> io::Result<UnixStream> {
     for entry in address.split(';') {
-        let Some(rest) = entry.strip_prefix("unix:") else { continue };
+        let Some(rest) = entry.strip_prefix("unix:") else {
+            continue;
+        };
         for kv in rest.split(',') {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
             let v = unescape(v);
@@ -177,7 +186,10 @@ pub fn connect_address(address: &str) -> io::Result<UnixStream> {
             }
         }
     }
-    Err(io::Error::new(ErrorKind::InvalidInput, format!("no usable unix address in {address:?}")))
+    Err(io::Error::new(
+        ErrorKind::InvalidInput,
+        format!("no usable unix address in {address:?}"),
+    ))
 }
 
 /// Undoes D-Bus address %-escaping.
@@ -295,7 +307,13 @@ impl MsgBuilder {
         }
     }
 
-    pub fn method_call(serial: u32, dest: Option<&str>, path: &str, iface: Option<&str>, member: &str) -> MsgBuilder {
+    pub fn method_call(
+        serial: u32,
+        dest: Option<&str>,
+        path: &str,
+        iface: Option<&str>,
+        member: &str,
+    ) -> MsgBuilder {
         let mut m = MsgBuilder::new(METHOD_CALL, serial);
         m = m.field_str(F_PATH, 'o', path);
         if let Some(i) = iface {
@@ -316,7 +334,8 @@ impl MsgBuilder {
     }
 
     pub fn field_str(mut self, code: u8, sig: char, v: &str) -> MsgBuilder {
-        self.fields.push((code, FieldVal::Str(sig, v.as_bytes().to_vec())));
+        self.fields
+            .push((code, FieldVal::Str(sig, v.as_bytes().to_vec())));
         self
     }
     pub fn field_u32(mut self, code: u8, v: u32) -> MsgBuilder {
@@ -334,7 +353,10 @@ impl MsgBuilder {
 
     pub fn build(&self) -> Vec<u8> {
         let mut w = W::new();
-        w.u8(self.endian).u8(self.msg_type).u8(self.flags).u8(self.version);
+        w.u8(self.endian)
+            .u8(self.msg_type)
+            .u8(self.flags)
+            .u8(self.version);
         w.u32(self.body_len_override.unwrap_or(self.body.len() as u32));
         w.u32(self.serial);
         w.u32(0);
@@ -399,7 +421,11 @@ pub struct Msg {
 
 impl Msg {
     pub fn reader(&self) -> R<'_> {
-        R { buf: &self.body, pos: 0, be: self.big_endian }
+        R {
+            buf: &self.body,
+            pos: 0,
+            be: self.big_endian,
+        }
     }
     /// The first body argument as a string (for `s`, `o`, or errors).
     pub fn arg0_str(&self) -> String {
@@ -409,7 +435,9 @@ impl Msg {
         self.reader().u32()
     }
     pub fn is_signal(&self, iface: &str, member: &str) -> bool {
-        self.msg_type == SIGNAL && self.interface.as_deref() == Some(iface) && self.member.as_deref() == Some(member)
+        self.msg_type == SIGNAL
+            && self.interface.as_deref() == Some(iface)
+            && self.member.as_deref() == Some(member)
     }
 }
 
@@ -507,8 +535,15 @@ impl R<'_> {
 /// Parses one complete message (as framed by [`read_frame`]).
 pub fn parse_msg(frame: &[u8]) -> Msg {
     let be = frame[0] == b'B';
-    let mut r = R { buf: frame, pos: 0, be };
-    let mut m = Msg { big_endian: be, ..Default::default() };
+    let mut r = R {
+        buf: frame,
+        pos: 0,
+        be,
+    };
+    let mut m = Msg {
+        big_endian: be,
+        ..Default::default()
+    };
     r.u8();
     m.msg_type = r.u8();
     m.flags = r.u8();
@@ -581,7 +616,12 @@ fn recv_with_fds(sock: &UnixStream, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> i
     let mut iov = [io::IoSliceMut::new(buf)];
     let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 16]);
     loop {
-        match recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
+        match recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
             Ok(r) => {
                 for c in r.cmsgs().into_iter().flatten() {
                     if let ControlMessageOwned::ScmRights(v) = c {
@@ -604,7 +644,8 @@ pub fn send_with_fds(sock: &UnixStream, data: &[u8], fds: &[std::os::fd::RawFd])
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
     let iov = [io::IoSlice::new(data)];
     let cmsgs = [ControlMessage::ScmRights(fds)];
-    let n = sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsgs, MsgFlags::empty(), None).map_err(io::Error::from)?;
+    let n = sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsgs, MsgFlags::empty(), None)
+        .map_err(io::Error::from)?;
     assert_eq!(n, data.len(), "short sendmsg");
     Ok(())
 }
@@ -618,12 +659,19 @@ pub fn expect_disconnect(sock: &mut UnixStream, what: &str) -> Vec<u8> {
     let mut buf = [0u8; 4096];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "{what}: the bus did not disconnect the peer within {TIMEOUT:?}");
+        assert!(
+            !left.is_zero(),
+            "{what}: the bus did not disconnect the peer within {TIMEOUT:?}"
+        );
         sock.set_read_timeout(Some(left)).unwrap();
         match sock.read(&mut buf) {
             Ok(0) => return got,
             Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::ConnectionReset || e.kind() == ErrorKind::BrokenPipe => return got,
+            Err(e)
+                if e.kind() == ErrorKind::ConnectionReset || e.kind() == ErrorKind::BrokenPipe =>
+            {
+                return got
+            }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => {
                 panic!("{what}: the bus did not disconnect the peer within {TIMEOUT:?} (read so far: {got:?})")
@@ -686,7 +734,14 @@ impl Client {
             assert_eq!(line, "AGREE_UNIX_FD", "NEGOTIATE_UNIX_FD");
         }
         sock.write_all(b"BEGIN\r\n").unwrap();
-        Client { sock, serial: 0, unique_name: String::new(), pending: VecDeque::new(), inbuf: Vec::new(), infds: Vec::new() }
+        Client {
+            sock,
+            serial: 0,
+            unique_name: String::new(),
+            pending: VecDeque::new(),
+            inbuf: Vec::new(),
+            infds: Vec::new(),
+        }
     }
 
     /// Connects, authenticates and says Hello.
@@ -707,7 +762,11 @@ impl Client {
         let r = self.call_driver("Hello", "", vec![]);
         assert_eq!(r.msg_type, METHOD_RETURN, "Hello failed: {r:?}");
         self.unique_name = r.arg0_str();
-        assert!(self.unique_name.starts_with(':'), "unique name {:?}", self.unique_name);
+        assert!(
+            self.unique_name.starts_with(':'),
+            "unique name {:?}",
+            self.unique_name
+        );
     }
 
     pub fn next_serial(&mut self) -> u32 {
@@ -728,7 +787,15 @@ impl Client {
     }
 
     /// Sends a method call; returns its serial.
-    pub fn call(&mut self, dest: Option<&str>, path: &str, iface: Option<&str>, member: &str, sig: &str, body: Vec<u8>) -> u32 {
+    pub fn call(
+        &mut self,
+        dest: Option<&str>,
+        path: &str,
+        iface: Option<&str>,
+        member: &str,
+        sig: &str,
+        body: Vec<u8>,
+    ) -> u32 {
         let m = MsgBuilder::method_call(0, dest, path, iface, member).body(sig, body);
         self.send(m)
     }
@@ -741,12 +808,20 @@ impl Client {
 
     /// Waits for the reply to `serial`, queueing anything else.
     pub fn wait_reply(&mut self, serial: u32) -> Msg {
-        if let Some(i) = self.pending.iter().position(|m| m.reply_serial == Some(serial)) {
+        if let Some(i) = self
+            .pending
+            .iter()
+            .position(|m| m.reply_serial == Some(serial))
+        {
             return self.pending.remove(i).unwrap();
         }
         loop {
-            let m = self.read_msg().unwrap_or_else(|e| panic!("waiting for reply to {serial}: {e}"));
-            if m.reply_serial == Some(serial) && (m.msg_type == METHOD_RETURN || m.msg_type == ERROR) {
+            let m = self
+                .read_msg()
+                .unwrap_or_else(|e| panic!("waiting for reply to {serial}: {e}"));
+            if m.reply_serial == Some(serial)
+                && (m.msg_type == METHOD_RETURN || m.msg_type == ERROR)
+            {
                 return m;
             }
             self.pending.push_back(m);
@@ -778,13 +853,19 @@ impl Client {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(io::Error::new(ErrorKind::TimedOut, "no message within the timeout"));
+                return Err(io::Error::new(
+                    ErrorKind::TimedOut,
+                    "no message within the timeout",
+                ));
             }
             self.sock.set_read_timeout(Some(left))?;
             let mut buf = [0u8; 65536];
             let n = recv_with_fds(&self.sock, &mut buf, &mut self.infds)?;
             if n == 0 {
-                return Err(io::Error::new(ErrorKind::UnexpectedEof, "bus closed the connection"));
+                return Err(io::Error::new(
+                    ErrorKind::UnexpectedEof,
+                    "bus closed the connection",
+                ));
             }
             self.inbuf.extend_from_slice(&buf[..n]);
         }
@@ -870,9 +951,19 @@ pub fn read_line(sock: &mut UnixStream) -> String {
 pub fn assert_bus_healthy(bus: &mut Bus, good: &mut Client) {
     let id = good.get_id();
     assert_eq!(id.len(), 32, "GetId returned {id:?}");
-    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "GetId returned {id:?}");
+    assert!(
+        id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "GetId returned {id:?}"
+    );
     let names = good.list_names();
-    assert!(names.contains(&good.unique_name), "ListNames {names:?} lacks {}", good.unique_name);
-    assert!(names.iter().any(|n| n == DRIVER), "ListNames {names:?} lacks the driver");
+    assert!(
+        names.contains(&good.unique_name),
+        "ListNames {names:?} lacks {}",
+        good.unique_name
+    );
+    assert!(
+        names.iter().any(|n| n == DRIVER),
+        "ListNames {names:?} lacks the driver"
+    );
     assert!(bus.is_alive(), "the daemon died");
 }
