@@ -72,18 +72,27 @@ impl Bus {
     /// A session-like bus; `extra` is inserted into the `<busconfig>`
     /// (e.g. `<limit name="max_message_size">65536</limit>`).
     pub fn start_with(extra: &str) -> Bus {
+        Bus::start_listen(None, extra)
+    }
+
+    /// Like [`Bus::start_with`], listening on `listen` instead of a
+    /// `unix:path=` in the temp dir.
+    pub fn start_listen(listen: Option<&str>, extra: &str) -> Bus {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("busbar-itest-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("create temp dir");
         let config = dir.join("bus.conf");
-        let socket = dir.join("bus_socket");
+        let listen = match listen {
+            Some(l) => l.to_string(),
+            None => format!("unix:path={}", dir.join("bus_socket").display()),
+        };
         let text = format!(
             r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
   <type>session</type>
-  <listen>unix:path={}</listen>
+  <listen>{listen}</listen>
   <auth>EXTERNAL</auth>
   <policy context="default">
     <allow send_destination="*" eavesdrop="true"/>
@@ -92,8 +101,7 @@ impl Bus {
   </policy>
   {extra}
 </busconfig>
-"#,
-            socket.display()
+"#
         );
         fs::write(&config, text).expect("write config");
         let mut child = Command::new(daemon_path())
@@ -105,7 +113,10 @@ impl Bus {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("spawn bus daemon");
+            .unwrap_or_else(|e| {
+                let _ = fs::remove_dir_all(&dir);
+                panic!("spawn bus daemon {}: {e}", daemon_path())
+            });
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -118,6 +129,7 @@ impl Bus {
             other => {
                 let _ = child.kill();
                 let _ = child.wait();
+                let _ = fs::remove_dir_all(&dir);
                 panic!("daemon printed no address: {other:?}");
             }
         };
@@ -212,11 +224,13 @@ fn unescape(v: &str) -> Vec<u8> {
 }
 
 // ---------------------------------------------------------------------------
-// Marshalling (little-endian only; alignment from the buffer start)
+// Marshalling (alignment from the buffer start; little-endian unless `be`)
 
 #[derive(Default, Clone, Debug)]
 pub struct W {
     pub buf: Vec<u8>,
+    /// Write big-endian instead.
+    pub be: bool,
 }
 
 impl W {
@@ -224,7 +238,7 @@ impl W {
         W::default()
     }
     pub fn align(&mut self, n: usize) {
-        while self.buf.len() % n != 0 {
+        while !self.buf.len().is_multiple_of(n) {
             self.buf.push(0);
         }
     }
@@ -234,7 +248,12 @@ impl W {
     }
     pub fn u32(&mut self, v: u32) -> &mut Self {
         self.align(4);
-        self.buf.extend_from_slice(&v.to_le_bytes());
+        let b = if self.be {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        };
+        self.buf.extend_from_slice(&b);
         self
     }
     pub fn bool(&mut self, v: bool) -> &mut Self {
@@ -265,7 +284,12 @@ impl W {
             self.str(s);
         }
         let len = (self.buf.len() - start) as u32;
-        self.buf[len_pos..len_pos + 4].copy_from_slice(&len.to_le_bytes());
+        let b = if self.be {
+            len.to_be_bytes()
+        } else {
+            len.to_le_bytes()
+        };
+        self.buf[len_pos..len_pos + 4].copy_from_slice(&b);
         self
     }
 }
@@ -352,7 +376,10 @@ impl MsgBuilder {
     }
 
     pub fn build(&self) -> Vec<u8> {
-        let mut w = W::new();
+        let mut w = W {
+            be: self.endian == b'B',
+            ..W::new()
+        };
         w.u8(self.endian)
             .u8(self.msg_type)
             .u8(self.flags)
@@ -382,16 +409,14 @@ impl MsgBuilder {
             }
         }
         let len = (w.buf.len() - start) as u32;
-        w.buf[12..16].copy_from_slice(&len.to_le_bytes());
+        let b = if w.be {
+            len.to_be_bytes()
+        } else {
+            len.to_le_bytes()
+        };
+        w.buf[12..16].copy_from_slice(&b);
         w.align(8);
         w.buf.extend_from_slice(&self.body);
-        if self.endian == b'B' {
-            // Only the fixed-header integers are swapped; callers building
-            // big-endian messages use empty bodies and no u32 fields.
-            for r in [4..8, 8..12, 12..16] {
-                w.buf[r].reverse();
-            }
-        }
         w.buf
     }
 }
@@ -734,6 +759,11 @@ impl Client {
             assert_eq!(line, "AGREE_UNIX_FD", "NEGOTIATE_UNIX_FD");
         }
         sock.write_all(b"BEGIN\r\n").unwrap();
+        Client::from_stream(sock)
+    }
+
+    /// Wraps a stream that is past BEGIN.
+    pub fn from_stream(sock: UnixStream) -> Client {
         Client {
             sock,
             serial: 0,
