@@ -151,6 +151,7 @@ pub fn run(opts: Options) -> i32 {
 }
 
 fn run_inner(opts: Options) -> Result<(), String> {
+    crate::notify::init();
     let choice = opts.config.clone().unwrap_or(ConfigChoice::Session);
     let cfg = crate::config::load(&choice)?;
     let syslog = match opts.syslog {
@@ -274,7 +275,9 @@ fn run_inner(opts: Options) -> Result<(), String> {
     bus.address = address.clone();
     crate::activation::startup(&mut bus);
     let mut l = Loop::new(bound, pidfile)?;
+    crate::notify::notify("READY=1");
     let r = l.run(&mut bus);
+    crate::notify::notify("STOPPING=1");
     l.cleanup();
     r
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod daemon;
 pub mod driver;
 pub mod log;
+pub mod notify;
 pub mod reload;
 pub mod syslog;
 pub mod transport;

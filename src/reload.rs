@@ -11,7 +11,10 @@ pub fn reload(bus: &mut Bus) -> Result<(), String> {
     let Some(choice) = bus.config_source.clone() else {
         return Ok(());
     };
-    let cfg = match crate::config::load(&choice) {
+    crate::notify::notify("RELOADING=1");
+    let loaded = crate::config::load(&choice);
+    crate::notify::notify("READY=1");
+    let cfg = match loaded {
         Ok(c) => c,
         Err(e) => {
             crate::log::warning(&format!("Unable to reload configuration: {e}"));
