@@ -605,11 +605,11 @@ fn helper_exit_error(code: i32) -> (&'static str, String) {
             "Launcher could not run (out of memory)".into(),
         ),
         SETUP_FAILED => (
-            "org.freedesktop.DBus.Error.Spawn.SetupFailed",
+            "org.freedesktop.DBus.Error.Spawn.FailedToSetup",
             "Failed to setup environment correctly".into(),
         ),
         NAME_INVALID => (
-            "org.freedesktop.DBus.Error.Spawn.ServiceInvalid",
+            "org.freedesktop.DBus.Error.Spawn.ServiceNotValid",
             "Bus name is not valid or missing".into(),
         ),
         SERVICE_NOT_FOUND => (

@@ -78,6 +78,17 @@ impl Bus {
     /// Like [`Bus::start_with`], listening on `listen` instead of a
     /// `unix:path=` in the temp dir.
     pub fn start_listen(listen: Option<&str>, extra: &str) -> Bus {
+        Bus::start_inner(listen, extra, None)
+    }
+
+    /// Like [`Bus::start_with`], with the environment variable `var` set to
+    /// the path of the daemon's configuration file.
+    #[allow(dead_code)]
+    pub fn start_with_config_env(extra: &str, var: &str) -> Bus {
+        Bus::start_inner(None, extra, Some(var))
+    }
+
+    fn start_inner(listen: Option<&str>, extra: &str, config_env: Option<&str>) -> Bus {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("busbar-itest-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
@@ -104,7 +115,11 @@ impl Bus {
 "#
         );
         fs::write(&config, text).expect("write config");
-        let mut child = Command::new(daemon_path())
+        let mut cmd = Command::new(daemon_path());
+        if let Some(var) = config_env {
+            cmd.env(var, &config);
+        }
+        let mut child = cmd
             .arg(format!("--config-file={}", config.display()))
             .arg("--nofork")
             .arg("--nosyslog")

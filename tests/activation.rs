@@ -1,0 +1,239 @@
+//! Activation outcomes a client sees: direct activation failures and
+//! timeouts, and system-bus activation through busbar-launch-helper (its
+//! exit codes mapped to dbus-daemon's errors, and a service it starts).
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::*;
+
+fn start_service(c: &mut Client, name: &str) -> Msg {
+    let mut w = W::new();
+    w.str(name).u32(0);
+    c.call_driver("StartServiceByName", "su", w.buf)
+}
+
+fn service_file(dir: &Path, name: &str, exec: &str, user: Option<&str>) {
+    let user = user.map(|u| format!("User={u}\n")).unwrap_or_default();
+    fs::write(
+        dir.join(format!("{name}.service")),
+        format!("[D-BUS Service]\nName={name}\nExec={exec}\n{user}"),
+    )
+    .unwrap();
+}
+
+fn session_bus_with_services(extra: &str) -> (Bus, std::path::PathBuf) {
+    // The service dir is created before the daemon reads its config.
+    let dir = std::env::temp_dir().join(format!(
+        "busbar-act-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    fs::create_dir_all(&dir).unwrap();
+    let bus = Bus::start_with(&format!(
+        "<servicedir>{}</servicedir>{extra}",
+        dir.display()
+    ));
+    (bus, dir)
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::SeqCst)
+}
+
+#[test]
+fn child_exit_and_exec_failure_reach_the_caller() {
+    let (bus, dir) = session_bus_with_services("");
+    service_file(&dir, "com.example.Exits", "/bin/sh -c 'exit 3'", None);
+    service_file(
+        &dir,
+        "com.example.Missing",
+        "/nonexistent/busbar-test-program",
+        None,
+    );
+    let mut c = Client::connect(&bus);
+    let r = start_service(&mut c, "com.example.Exits");
+    assert_eq!(
+        r.error_name.as_deref(),
+        Some("org.freedesktop.DBus.Error.Spawn.ChildExited")
+    );
+    assert!(
+        r.arg0_str().contains("exited with status 3"),
+        "{}",
+        r.arg0_str()
+    );
+    let r = start_service(&mut c, "com.example.Missing");
+    assert_eq!(
+        r.error_name.as_deref(),
+        Some("org.freedesktop.DBus.Error.Spawn.ExecFailed")
+    );
+    let r = start_service(&mut c, "com.example.NotThere");
+    assert_eq!(
+        r.error_name.as_deref(),
+        Some("org.freedesktop.DBus.Error.ServiceUnknown")
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_service_that_never_takes_its_name_times_out() {
+    let (bus, dir) = session_bus_with_services("<limit name=\"service_start_timeout\">300</limit>");
+    service_file(&dir, "com.example.Sleepy", "/bin/sleep 30", None);
+    let mut c = Client::connect(&bus);
+    // An auto-started call waits with the StartServiceByName call; both fail.
+    let call = MsgBuilder::method_call(
+        0,
+        Some("com.example.Sleepy"),
+        "/",
+        Some("com.example.Sleepy"),
+        "Hi",
+    );
+    let serial = c.send(call);
+    let r = start_service(&mut c, "com.example.Sleepy");
+    assert_eq!(
+        r.error_name.as_deref(),
+        Some("org.freedesktop.DBus.Error.TimedOut")
+    );
+    let r2 = c.wait_reply(serial);
+    assert_eq!(
+        r2.error_name.as_deref(),
+        Some("org.freedesktop.DBus.Error.TimedOut")
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// A system-like bus (run by root as root) whose activation goes through
+/// the launch helper, which reads the same configuration file.
+fn system_bus_with_helper(tag: &str) -> Option<(Bus, std::path::PathBuf)> {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP: system-bus activation needs root");
+        return None;
+    }
+    let dir = std::env::temp_dir().join(format!("busbar-sysact-{tag}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let helper = env!("CARGO_BIN_EXE_busbar-launch-helper");
+    let extra = format!(
+        "<user>root</user><servicehelper>{helper}</servicehelper><servicedir>{}</servicedir>\
+         <policy context=\"default\"><allow user=\"*\"/></policy>",
+        dir.display()
+    );
+    // The helper is not setuid here, so it may be pointed at the test's
+    // configuration; it inherits the variable through the daemon.
+    let bus = Bus::start_with_config_env(&extra, "BUSBAR_LAUNCH_HELPER_CONFIG");
+    Some((bus, dir))
+}
+
+#[test]
+fn launch_helper_exit_codes_become_dbus_errors() {
+    let Some((bus, dir)) = system_bus_with_helper("codes") else {
+        return;
+    };
+    service_file(
+        &dir,
+        "com.example.NoSuchUser",
+        "/bin/true",
+        Some("no-such-user-busbar"),
+    );
+    service_file(
+        &dir,
+        "com.example.NoExec",
+        "/nonexistent/program",
+        Some("nobody"),
+    );
+    service_file(&dir, "com.example.NoUser", "/bin/true", None);
+    let mut c = Client::connect(&bus);
+    let r = start_service(&mut c, "com.example.NoSuchUser");
+    assert_eq!(
+        r.error_name.as_deref(),
+        Some("org.freedesktop.DBus.Error.Spawn.FailedToSetup"),
+        "{}",
+        r.arg0_str()
+    );
+    let r = start_service(&mut c, "com.example.NoExec");
+    assert_eq!(
+        r.error_name.as_deref(),
+        Some("org.freedesktop.DBus.Error.Spawn.ExecFailed"),
+        "{}",
+        r.arg0_str()
+    );
+    let r = start_service(&mut c, "com.example.NoUser");
+    assert_eq!(
+        r.error_name.as_deref(),
+        Some("org.freedesktop.DBus.Error.Spawn.FileInvalid"),
+        "{}",
+        r.arg0_str()
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn launch_helper_starts_a_service_as_its_user() {
+    let Some((bus, dir)) = system_bus_with_helper("ok") else {
+        return;
+    };
+    let py = Path::new("/usr/bin/python3");
+    let has_dbus = std::process::Command::new(py)
+        .args(["-c", "import dbus"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_dbus {
+        eprintln!("SKIP: /usr/bin/python3 with python3-dbus is needed for the service");
+        let _ = fs::remove_dir_all(&dir);
+        return;
+    }
+    // The helper tells services the system bus address; this service reads
+    // the test bus's address from a file instead.
+    fs::write(dir.join("address"), &bus.address).unwrap();
+    let script = dir.join("service.py");
+    fs::write(
+        &script,
+        format!(
+            r#"import os, dbus
+bus = dbus.bus.BusConnection(open("{d}/address").read().strip())
+open("{d}/started", "w").write("%d %s" % (os.getuid(), os.environ.get("DBUS_STARTER_BUS_TYPE", "")))
+bus.request_name("com.example.Helped")
+import time; time.sleep(30)
+"#,
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    // nobody must be able to read the script and its directory.
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o644)).unwrap();
+    service_file(
+        &dir,
+        "com.example.Helped",
+        &format!("/usr/bin/python3 {}", script.display()),
+        Some("nobody"),
+    );
+    let mut c = Client::connect(&bus);
+    let r = start_service(&mut c, "com.example.Helped");
+    assert_eq!(
+        r.msg_type,
+        METHOD_RETURN,
+        "{:?}: {}",
+        r.error_name,
+        if r.msg_type == ERROR {
+            r.arg0_str()
+        } else {
+            String::new()
+        }
+    );
+    assert_eq!(r.arg0_u32(), 1, "DBUS_START_REPLY_SUCCESS");
+    let started = fs::read_to_string(dir.join("started")).unwrap();
+    assert_eq!(started, "65534 system");
+    let r = start_service(&mut c, "com.example.Helped");
+    assert_eq!(r.arg0_u32(), 2, "DBUS_START_REPLY_ALREADY_RUNNING");
+    // Stop the service (it is nobody's child we wait for).
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", &script.display().to_string()])
+        .status();
+    let _ = fs::remove_dir_all(&dir);
+}
