@@ -19,6 +19,7 @@ use crate::transport::address::parse_addresses;
 use crate::transport::listener::{listen, take_systemd_fds, Bound};
 
 const SIGNAL_TOKEN: Token = Token(usize::MAX - 1);
+const INOTIFY_TOKEN: Token = Token(usize::MAX - 2);
 const LISTENER_BASE: usize = usize::MAX - 4096;
 
 /// Size of one read from a socket.
@@ -275,6 +276,7 @@ fn run_inner(opts: Options) -> Result<(), String> {
     bus.address = address.clone();
     crate::activation::startup(&mut bus);
     let mut l = Loop::new(bound, pidfile)?;
+    l.watch_service_dirs(&bus);
     crate::notify::notify("READY=1");
     let r = l.run(&mut bus);
     crate::notify::notify("STOPPING=1");
@@ -289,6 +291,7 @@ struct Loop {
     pidfile: Option<PathBuf>,
     scratch: Vec<u8>,
     again: Vec<u64>,
+    dirwatch: Option<crate::activation::DirWatch>,
 }
 
 impl Loop {
@@ -333,7 +336,28 @@ impl Loop {
             pidfile,
             scratch: vec![0u8; READ_CHUNK],
             again: Vec::new(),
+            dirwatch: None,
         })
+    }
+
+    /// (Re)starts watching the service directories with inotify.
+    fn watch_service_dirs(&mut self, bus: &Bus) {
+        if self.dirwatch.is_none() {
+            if let Some(w) = crate::activation::DirWatch::new() {
+                let fd = w.raw_fd();
+                let r = self.poll.registry().register(
+                    &mut SourceFd(&fd),
+                    INOTIFY_TOKEN,
+                    Interest::READABLE,
+                );
+                if r.is_ok() {
+                    self.dirwatch = Some(w);
+                }
+            }
+        }
+        if let Some(w) = &mut self.dirwatch {
+            w.set_dirs(&crate::activation::service_dirs(bus));
+        }
     }
 
     fn cleanup(&mut self) {
@@ -388,6 +412,10 @@ impl Loop {
                     if self.handle_signals(bus) {
                         return Ok(());
                     }
+                } else if t == INOTIFY_TOKEN {
+                    if self.dirwatch.as_ref().is_some_and(|w| w.drain()) {
+                        crate::activation::dirs_modified(bus);
+                    }
                 } else if t.0 >= LISTENER_BASE {
                     self.accept(bus, t.0 - LISTENER_BASE);
                 } else {
@@ -405,6 +433,10 @@ impl Loop {
                 }
             }
             self.timers(bus);
+            if bus.activation.dirs_changed {
+                bus.activation.dirs_changed = false;
+                self.watch_service_dirs(bus);
+            }
             self.flush(bus);
             self.close_pending(bus);
         }

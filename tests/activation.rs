@@ -237,3 +237,54 @@ import time; time.sleep(30)
         .status();
     let _ = fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn service_file_changes_are_seen_without_a_reload() {
+    let (bus, dir) = session_bus_with_services("");
+    service_file(&dir, "com.example.Edited", "/bin/sh -c 'exit 3'", None);
+    let mut c = Client::connect(&bus);
+    let r = start_service(&mut c, "com.example.Edited");
+    assert!(r.arg0_str().contains("status 3"), "{}", r.arg0_str());
+    // Rewrite the same file in place: the directory itself does not change,
+    // so only a watch on it (inotify) notices.
+    let path = dir.join("com.example.Edited.service");
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    std::io::Write::write_all(
+        &mut f,
+        b"[D-BUS Service]\nName=com.example.Edited\nExec=/bin/sh -c 'exit 4'\n",
+    )
+    .unwrap();
+    drop(f);
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let r = start_service(&mut c, "com.example.Edited");
+        if r.arg0_str().contains("status 4") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "edit not seen: {}",
+            r.arg0_str()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // A new file shows up in ListActivatableNames.
+    service_file(&dir, "com.example.Added", "/bin/true", None);
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let names = c
+            .call_driver("ListActivatableNames", "", Vec::new())
+            .reader()
+            .str_array();
+        if names.iter().any(|n| n == "com.example.Added") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "new file not seen");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = fs::remove_dir_all(&dir);
+}

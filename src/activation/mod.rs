@@ -6,6 +6,7 @@
 //! every waiting caller.
 
 mod index;
+mod watch;
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -19,6 +20,7 @@ use crate::wire::header::Header;
 use crate::wire::marshal::Writer;
 
 pub use index::Index;
+pub use watch::DirWatch;
 
 /// The systemd manager's bus name.
 pub const SYSTEMD_NAME: &str = "org.freedesktop.systemd1";
@@ -54,6 +56,8 @@ pub struct Activation {
     pending: HashMap<String, Pending>,
     n_held: usize,
     env: Vec<(String, String)>,
+    /// The service directories changed (a reload): watches need updating.
+    pub dirs_changed: bool,
 }
 
 fn denied(name: &'static str, text: impl Into<String>) -> Denied {
@@ -61,6 +65,16 @@ fn denied(name: &'static str, text: impl Into<String>) -> Denied {
         name,
         text: text.into(),
     }
+}
+
+/// The service directories to watch.
+pub fn service_dirs(bus: &Bus) -> Vec<std::path::PathBuf> {
+    bus.config.service_dirs.clone()
+}
+
+/// A watched service directory changed: rebuild the index.
+pub fn dirs_modified(bus: &mut Bus) {
+    rescan(bus);
 }
 
 fn rescan(bus: &mut Bus) {
@@ -94,6 +108,7 @@ pub fn reload(bus: &mut Bus) {
     if let Some(d) = bus.config.transient_service_dir.clone() {
         let _ = std::fs::create_dir_all(&d);
     }
+    bus.activation.dirs_changed = true;
     rescan(bus);
 }
 
