@@ -389,6 +389,27 @@ fn deliver_from_driver(bus: &mut Bus, to: u64, out: &OutMsg) {
     }
 }
 
+/// Where busbar's own launch helper is installed.
+pub const OWN_HELPER: &str = "/usr/lib/busbar/busbar-launch-helper";
+
+/// The helper to run: the configured one when it exists; otherwise (for
+/// example a system.conf naming dbus-daemon's helper on a machine without
+/// the dbus package) busbar's own, installed or next to the busbar binary.
+fn resolve_helper(configured: &std::path::Path) -> std::path::PathBuf {
+    if configured.exists() {
+        return configured.to_path_buf();
+    }
+    let own = std::path::Path::new(OWN_HELPER);
+    if own.exists() {
+        return own.to_path_buf();
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("busbar-launch-helper")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| configured.to_path_buf())
+}
+
 fn spawn(bus: &mut Bus, name: &str, entry: &policy::ServiceFile) -> Result<i32, Denied> {
     let command = match &bus.config.service_helper {
         Some(helper) => {
@@ -398,7 +419,10 @@ fn spawn(bus: &mut Bus, name: &str, entry: &policy::ServiceFile) -> Result<i32, 
                     "Cannot do system-bus activation with no user\n",
                 ));
             }
-            vec![helper.to_string_lossy().into_owned(), name.to_string()]
+            vec![
+                resolve_helper(helper).to_string_lossy().into_owned(),
+                name.to_string(),
+            ]
         }
         None => policy::split_exec(&entry.exec).map_err(|e| {
             denied(

@@ -29,6 +29,11 @@ pub(super) fn get_stats(bus: &mut Bus, _c: &Call<'_>) -> Result<Reply, Denied> {
     let mut w = Writer::new();
     let a = w.begin_array(8);
     entry_u32(&mut w, "Serial", serial.into());
+    // libdbus memory-pool figures: busbar has no such pools; reported as 0
+    // so that tools reading dbus-daemon's keys find them.
+    entry_u32(&mut w, "ListMemPoolUsedBytes", 0);
+    entry_u32(&mut w, "ListMemPoolCachedBytes", 0);
+    entry_u32(&mut w, "ListMemPoolAllocatedBytes", 0);
     entry_u32(&mut w, "ActiveConnections", active as u64);
     entry_u32(&mut w, "IncompleteConnections", incomplete as u64);
     entry_u32(&mut w, "MatchRules", bus.match_rules as u64);
@@ -84,14 +89,16 @@ pub(super) fn get_connection_stats(bus: &mut Bus, c: &Call<'_>) -> Result<Reply,
     w.string("UniqueName");
     w.variant("s");
     w.string(p.name());
-    entry_u32(&mut w, "IncomingMessages", p.stats.in_msgs);
-    entry_u32(&mut w, "IncomingBytes", p.stats.in_bytes);
-    entry_u32(&mut w, "IncomingFDs", p.stats.in_fds);
+    // As libdbus reports them: what is queued now, and the peaks.
+    let in_bytes = p.inbuf.len() + p.large_rx.as_ref().map_or(0, |(_, filled)| *filled);
+    entry_u32(&mut w, "IncomingMessages", 0);
+    entry_u32(&mut w, "IncomingBytes", in_bytes as u64);
+    entry_u32(&mut w, "IncomingFDs", p.in_fds.len() as u64);
     entry_u32(&mut w, "PeakIncomingBytes", p.stats.peak_in_bytes);
     entry_u32(&mut w, "PeakIncomingFDs", p.stats.peak_in_fds);
-    entry_u32(&mut w, "OutgoingMessages", p.stats.out_msgs);
-    entry_u32(&mut w, "OutgoingBytes", p.stats.out_bytes);
-    entry_u32(&mut w, "OutgoingFDs", p.stats.out_fds);
+    entry_u32(&mut w, "OutgoingMessages", p.out.len() as u64);
+    entry_u32(&mut w, "OutgoingBytes", p.out_bytes as u64);
+    entry_u32(&mut w, "OutgoingFDs", p.out_fds as u64);
     entry_u32(&mut w, "PeakOutgoingBytes", p.stats.peak_out_bytes);
     entry_u32(&mut w, "PeakOutgoingFDs", p.stats.peak_out_fds);
     w.end_array(a);
