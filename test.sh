@@ -10,6 +10,8 @@
 #   test      cargo test --workspace --release
 #   compat    compat-tests/run     (dbus-tests' daemon tests vs target/release/busbar)
 #   clients   compat-tests/clients (dbus-send, gdbus, busctl, python3-dbus ... vs busbar)
+#   packages  packaging/check-packages (build the .deb, and the .rpm if rpmbuild
+#             is installed, from target/release; check their contents)
 #
 # Knobs:
 #   SKIP_DEPS=1               skip the deps stage
@@ -58,6 +60,14 @@ stage_clippy() { cargo clippy --workspace --all-targets -- -D warnings; }
 stage_test() { cargo test --workspace --release; }
 stage_compat() { COMPAT_NO_INSTALL=1 "$repo/compat-tests/run" "$daemon"; }
 stage_clients() { COMPAT_NO_INSTALL=1 "$repo/compat-tests/clients" "$daemon"; }
+stage_packages() {
+    if [[ ${SKIP_DEPS:-0} != 1 ]]; then
+        ensure_packages dpkg-dev debhelper fakeroot groff
+    fi
+    command -v rpmbuild >/dev/null 2>&1 ||
+        echo "rpmbuild not installed (apt-get install rpm): the .rpm is not built"
+    "$repo/packaging/check-packages"
+}
 
 summary() {
     local i
@@ -98,6 +108,7 @@ run_stage clippy "cargo clippy --workspace --all-targets -- -D warnings" stage_c
 run_stage test "cargo test --workspace --release" stage_test
 run_stage compat "compat-tests/run $daemon" stage_compat
 run_stage clients "compat-tests/clients $daemon" stage_clients
+run_stage packages "packaging/check-packages (.deb, .rpm)" stage_packages
 summary
 echo
 echo "ALL STAGES PASSED"
