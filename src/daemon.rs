@@ -420,12 +420,8 @@ impl Loop {
                     self.accept(bus, t.0 - LISTENER_BASE);
                 } else {
                     let id = t.0 as u64;
-                    if ev.is_writable() {
-                        if let Some(p) = bus.peers.get(&id) {
-                            if !p.out.is_empty() {
-                                bus.dirty.push(id);
-                            }
-                        }
+                    if ev.is_writable() && bus.peers.contains_key(&id) {
+                        bus.dirty.push(id);
                     }
                     if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                         self.read_peer(bus, id);
@@ -472,7 +468,7 @@ impl Loop {
                     let r = self.poll.registry().register(
                         &mut stream,
                         Token(id as usize),
-                        Interest::READABLE | Interest::WRITABLE,
+                        Interest::READABLE,
                     );
                     if r.is_err() {
                         continue;
@@ -583,12 +579,35 @@ impl Loop {
                 let Some(p) = bus.peers.get_mut(&id) else {
                     continue;
                 };
-                if p.out.is_empty() {
+                if p.out.is_empty() && !p.write_interest {
                     continue;
                 }
-                match p.flush() {
-                    Ok(Flush::Done) | Ok(Flush::Blocked) => {}
-                    Err(_) => bus.close(id),
+                // Writability is watched only while a write is blocked, as
+                // dbus-daemon does: a socket that is merely writable must
+                // not queue a readiness event ahead of peers that sent
+                // data earlier (that would reorder their messages).
+                let want_write = match p.flush() {
+                    Ok(Flush::Done) => false,
+                    Ok(Flush::Blocked) => true,
+                    Err(_) => {
+                        bus.close(id);
+                        continue;
+                    }
+                };
+                if want_write != p.write_interest {
+                    let interest = if want_write {
+                        Interest::READABLE | Interest::WRITABLE
+                    } else {
+                        Interest::READABLE
+                    };
+                    if self
+                        .poll
+                        .registry()
+                        .reregister(&mut p.stream, Token(id as usize), interest)
+                        .is_ok()
+                    {
+                        p.write_interest = want_write;
+                    }
                 }
             }
         }

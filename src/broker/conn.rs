@@ -70,6 +70,7 @@ impl Bus {
             large_rx: None,
             in_fds: VecDeque::new(),
             out: VecDeque::new(),
+            write_interest: false,
             out_pos: 0,
             out_bytes: 0,
             out_fds: 0,

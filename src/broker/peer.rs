@@ -180,6 +180,8 @@ pub struct Peer {
     pub in_fds: VecDeque<OwnedFd>,
     /// Outgoing queue.
     pub out: VecDeque<OutMsg>,
+    /// Whether the socket is watched for writability (only while blocked).
+    pub write_interest: bool,
     /// Bytes of the front message already written.
     pub out_pos: usize,
     /// Bytes queued in `out` (minus `out_pos`).
