@@ -69,6 +69,10 @@ pub struct Bus {
     pub activation_env: Vec<(String, String)>,
     /// Total match rules.
     pub match_rules: usize,
+    /// Every connection's match rules, indexed for broadcast routing.
+    pub matches: super::matchindex::MatchIndex,
+    /// Scratch list of broadcast recipients (kept to reuse its allocation).
+    pub recipients: Vec<u64>,
     /// Counters.
     pub stats: BusStats,
     /// A ReloadConfig was asked for; the daemon performs it.
@@ -105,6 +109,8 @@ impl Bus {
             monitor_rules: HashMap::new(),
             activation_env: Vec::new(),
             match_rules: 0,
+            matches: super::matchindex::MatchIndex::default(),
+            recipients: Vec::new(),
             stats: BusStats::default(),
             reload_requested: Vec::new(),
             systemd_activation: false,
