@@ -325,6 +325,10 @@ impl Bus {
 
     /// Broadcasts a signal from the driver.
     pub fn broadcast_from_driver(&mut self, bytes: Vec<u8>) {
+        // Nobody could see it: skip re-parsing what the driver just built.
+        if self.monitors.is_empty() && self.matches.is_empty() {
+            return;
+        }
         let m = OutMsg {
             head: Rc::new(bytes),
             body: None,
