@@ -38,7 +38,7 @@ pub struct BusStats {
 #[derive(Debug)]
 pub struct Bus {
     /// Connections by id.
-    pub peers: HashMap<u64, Peer>,
+    pub peers: super::idmap::IdMap<Peer>,
     /// Unique name -> connection id.
     pub unique: HashMap<Rc<str>, u64>,
     /// Well-known names.
@@ -93,7 +93,7 @@ impl Bus {
     /// A bus with no connections.
     pub fn new(config: Rc<Config>, sasl: Rc<SaslConfig>, guid: String) -> Bus {
         Bus {
-            peers: HashMap::new(),
+            peers: super::idmap::IdMap::default(),
             unique: HashMap::new(),
             names: Registry::default(),
             replies: Replies::default(),

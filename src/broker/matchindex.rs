@@ -157,7 +157,7 @@ pub struct MatchIndex {
     free_rules: Vec<RuleId>,
     owners: Vec<Option<Owner>>,
     free_owners: Vec<u32>,
-    owner_of: HashMap<u64, u32>,
+    owner_of: super::idmap::IdMap<u32>,
     /// Rules without a sender key.
     any_sender: Buckets,
     /// Rules with a sender key, by that name.
