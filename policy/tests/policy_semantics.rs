@@ -537,6 +537,12 @@ fn needs_names_only_when_a_rule_looks_at_them() {
         r#"<policy context="default"><allow receive_sender="*"/></policy>
            <policy user="alice"><deny receive_sender="org.x"/></policy>"#,
     );
-    assert!(c.policy.for_connection(Some(1000), &[], false).receive_needs_names());
-    assert!(!c.policy.for_connection(Some(1001), &[], false).receive_needs_names());
+    assert!(c
+        .policy
+        .for_connection(Some(1000), &[], false)
+        .receive_needs_names());
+    assert!(!c
+        .policy
+        .for_connection(Some(1001), &[], false)
+        .receive_needs_names());
 }

@@ -54,6 +54,11 @@ mod tests {
         // Low bits (bucket) and top 7 bits (tag) both vary.
         let low: std::collections::HashSet<u64> = (1..=256).map(|x| h(x) & 255).collect();
         let top: std::collections::HashSet<u64> = (1..=256).map(|x| h(x) >> 57).collect();
-        assert!(low.len() > 128 && top.len() > 64, "{} {}", low.len(), top.len());
+        assert!(
+            low.len() > 128 && top.len() > 64,
+            "{} {}",
+            low.len(),
+            top.len()
+        );
     }
 }

@@ -89,7 +89,12 @@ impl Buckets {
 
     /// Removes position `pos` from the list for (iface, member), dropping
     /// lists that become empty. Returns the rule moved into `pos`, if any.
-    fn remove_at(&mut self, iface: Option<&str>, member: Option<&str>, pos: usize) -> Option<RuleId> {
+    fn remove_at(
+        &mut self,
+        iface: Option<&str>,
+        member: Option<&str>,
+        pos: usize,
+    ) -> Option<RuleId> {
         fn take(v: &mut Vec<RuleId>, pos: usize) -> Option<RuleId> {
             v.swap_remove(pos);
             v.get(pos).copied()
@@ -381,7 +386,12 @@ mod tests {
         MatchRule::parse(s).unwrap()
     }
 
-    fn cands(ix: &MatchIndex, names: &[&str], i: Option<&str>, m: Option<&str>) -> Vec<(u64, String)> {
+    fn cands(
+        ix: &MatchIndex,
+        names: &[&str],
+        i: Option<&str>,
+        m: Option<&str>,
+    ) -> Vec<(u64, String)> {
         ix.begin();
         let mut v = Vec::new();
         ix.for_candidates(names.iter().copied(), i, m, |p, rule| {
