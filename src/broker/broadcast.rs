@@ -161,7 +161,9 @@ impl Bus {
         out: &OutMsg,
         v: View<'_>,
     ) {
-        if self.matches.is_empty() {
+        // A message with a destination can only match eavesdrop rules.
+        let has_destination = v.h.destination(v.bytes).is_some();
+        if self.matches.is_empty() || (has_destination && !self.matches.has_eavesdrop_rules()) {
             return;
         }
         // Candidates come from the index; each recipient is taken once (the
@@ -186,6 +188,7 @@ impl Bus {
                 sender_names,
                 v.h.interface(v.bytes),
                 v.h.member(v.bytes),
+                has_destination,
                 |id, rule| {
                     if Some(id) == addressed || !self.peers.get(&id).is_some_and(|p| p.is_active())
                     {

@@ -2,6 +2,10 @@
 //! their most selective keys so that a broadcast only looks at rules that
 //! can possibly match it.
 //!
+//! Rules with `eavesdrop='true'` are kept apart: a message with a destination
+//! can only match those (dbus-daemon 1.14 semantics, see `Bus::rule_matches`),
+//! so unicast traffic looks at no rule at all unless someone eavesdrops.
+//!
 //! Filing (dbus-broker's order): first by the `sender=` key (a rule with one
 //! can only match messages from a connection owning that name), then by
 //! `interface=` and `member=`. A rule without any of these keys goes to the
@@ -155,6 +159,17 @@ impl Buckets {
     }
 }
 
+/// Rules filed by sender, then interface and member.
+#[derive(Debug, Default)]
+struct Level {
+    /// Rules without a sender key.
+    any_sender: Buckets,
+    /// Rules with a sender key, by that name.
+    by_sender: HashMap<Box<str>, Buckets>,
+    /// Number of rules.
+    len: usize,
+}
+
 /// Every connection's match rules, indexed for broadcast routing.
 #[derive(Debug, Default)]
 pub struct MatchIndex {
@@ -163,10 +178,10 @@ pub struct MatchIndex {
     owners: Vec<Option<Owner>>,
     free_owners: Vec<u32>,
     owner_of: super::idmap::IdMap<u32>,
-    /// Rules without a sender key.
-    any_sender: Buckets,
-    /// Rules with a sender key, by that name.
-    by_sender: HashMap<Box<str>, Buckets>,
+    /// Rules without `eavesdrop='true'`.
+    plain: Level,
+    /// Rules with `eavesdrop='true'`.
+    eavesdrop: Level,
     /// Number of rules.
     len: usize,
     /// Incremented for every lookup; see `Owner::stamp`.
@@ -187,7 +202,13 @@ impl MatchIndex {
     /// Whether any rule has a sender key (callers may skip collecting the
     /// sender's names otherwise).
     pub fn has_sender_rules(&self) -> bool {
-        !self.by_sender.is_empty()
+        !self.plain.by_sender.is_empty() || !self.eavesdrop.by_sender.is_empty()
+    }
+
+    /// Whether any rule has `eavesdrop='true'` (only those can match a
+    /// message that has a destination).
+    pub fn has_eavesdrop_rules(&self) -> bool {
+        self.eavesdrop.len > 0
     }
 
     fn owner(&self, peer: u64) -> Option<&Owner> {
@@ -209,10 +230,11 @@ impl MatchIndex {
             .filter_map(|&r| self.rules.get(r as usize)?.as_ref().map(|e| &e.rule))
     }
 
-    fn buckets_mut(&mut self, sender: Option<&str>) -> &mut Buckets {
-        match sender {
-            Some(s) => self.by_sender.entry(s.into()).or_default(),
-            None => &mut self.any_sender,
+    fn level_mut(&mut self, eavesdrop: bool) -> &mut Level {
+        if eavesdrop {
+            &mut self.eavesdrop
+        } else {
+            &mut self.plain
         }
     }
 
@@ -247,9 +269,13 @@ impl MatchIndex {
                 (self.rules.len() - 1) as RuleId
             }
         };
-        let list = self
-            .buckets_mut(rule.sender.as_deref())
-            .list_mut(rule.interface.as_deref(), rule.member.as_deref());
+        let level = self.level_mut(rule.eavesdrop);
+        level.len += 1;
+        let buckets = match rule.sender.as_deref() {
+            Some(s) => level.by_sender.entry(s.into()).or_default(),
+            None => &mut level.any_sender,
+        };
+        let list = buckets.list_mut(rule.interface.as_deref(), rule.member.as_deref());
         let pos = list.len() as u32;
         list.push(id);
         self.rules[id as usize] = Some(Entry { rule, owner, pos });
@@ -272,16 +298,22 @@ impl MatchIndex {
             e.rule.interface.as_deref(),
             e.rule.member.as_deref(),
         );
+        let level = if e.rule.eavesdrop {
+            &mut self.eavesdrop
+        } else {
+            &mut self.plain
+        };
+        level.len -= 1;
         let moved = match sender {
             Some(s) => {
-                let b = self.by_sender.get_mut(s)?;
+                let b = level.by_sender.get_mut(s)?;
                 let moved = b.remove_at(iface, member, e.pos as usize);
                 if b.is_empty() {
-                    self.by_sender.remove(s);
+                    level.by_sender.remove(s);
                 }
                 moved
             }
-            None => self.any_sender.remove_at(iface, member, e.pos as usize),
+            None => level.any_sender.remove_at(iface, member, e.pos as usize),
         };
         if let Some(m) = moved.and_then(|m| self.rules.get_mut(m as usize)?.as_mut()) {
             m.pos = e.pos;
@@ -340,16 +372,19 @@ impl MatchIndex {
 
     /// Calls `f(peer, rule)` for every rule that can match a message with
     /// this interface and member, sent by a connection owning `sender_names`
-    /// (None: names unknown, i.e. no sender-keyed rules are consulted; pass
-    /// them whenever [`MatchIndex::has_sender_rules`] is true). Rules of
-    /// connections already marked (by [`MatchIndex::mark`]) since
-    /// [`MatchIndex::begin`] are skipped.
+    /// (sender-keyed rules are found only through these names; they need
+    /// not be collected unless [`MatchIndex::has_sender_rules`]). With
+    /// `eavesdrop_only` (the message has a destination) only
+    /// `eavesdrop='true'` rules are visited. When `f` returns true the
+    /// connection is done: its other rules are skipped until the next
+    /// [`MatchIndex::begin`].
     #[inline]
     pub fn for_candidates<'n>(
         &self,
-        sender_names: impl Iterator<Item = &'n str>,
+        sender_names: impl Iterator<Item = &'n str> + Clone,
         iface: Option<&str>,
         member: Option<&str>,
+        eavesdrop_only: bool,
         mut f: impl FnMut(u64, &MatchRule) -> bool,
     ) {
         let stamp = self.stamp.get();
@@ -367,11 +402,21 @@ impl MatchIndex {
                 o.stamp.set(stamp);
             }
         };
-        self.any_sender.candidates(iface, member, &mut visit);
-        if !self.by_sender.is_empty() {
-            for n in sender_names {
-                if let Some(b) = self.by_sender.get(n) {
-                    b.candidates(iface, member, &mut visit);
+        let levels: &[&Level] = if eavesdrop_only {
+            &[&self.eavesdrop]
+        } else {
+            &[&self.plain, &self.eavesdrop]
+        };
+        for level in levels {
+            if level.len == 0 {
+                continue;
+            }
+            level.any_sender.candidates(iface, member, &mut visit);
+            if !level.by_sender.is_empty() {
+                for n in sender_names.clone() {
+                    if let Some(b) = level.by_sender.get(n) {
+                        b.candidates(iface, member, &mut visit);
+                    }
                 }
             }
         }
@@ -394,7 +439,7 @@ mod tests {
     ) -> Vec<(u64, String)> {
         ix.begin();
         let mut v = Vec::new();
-        ix.for_candidates(names.iter().copied(), i, m, |p, rule| {
+        ix.for_candidates(names.iter().copied(), i, m, false, |p, rule| {
             v.push((p, rule.to_string()));
             false
         });
@@ -436,7 +481,7 @@ mod tests {
         }
         ix.begin();
         let mut hits = Vec::new();
-        ix.for_candidates(std::iter::empty(), Some("a.B"), None, |p, _| {
+        ix.for_candidates(std::iter::empty(), Some("a.B"), None, false, |p, _| {
             hits.push(p);
             true
         });
@@ -455,7 +500,7 @@ mod tests {
         assert!(c.iter().all(|(p, _)| *p == 3));
         assert_eq!(ix.remove_peer(3), 2);
         assert!(ix.is_empty());
-        assert!(ix.any_sender.is_empty());
+        assert!(ix.plain.any_sender.is_empty());
     }
 
     #[test]
@@ -481,6 +526,31 @@ mod tests {
             }
         }
         assert!(ix.rules.len() <= 10 && ix.owners.len() <= 10);
-        assert!(ix.by_sender.is_empty());
+        assert!(ix.plain.by_sender.is_empty());
+    }
+
+    #[test]
+    fn addressed_messages_see_only_eavesdrop_rules() {
+        let mut ix = MatchIndex::default();
+        ix.insert(1, r("interface='a.B'"));
+        ix.insert(2, r("interface='a.B',eavesdrop=true"));
+        ix.insert(3, r("sender='x.Y',eavesdrop=true"));
+        assert!(ix.has_eavesdrop_rules());
+        let seen = |only: bool| {
+            ix.begin();
+            let mut v = Vec::new();
+            ix.for_candidates(["x.Y"].into_iter(), Some("a.B"), None, only, |p, _| {
+                v.push(p);
+                false
+            });
+            v.sort_unstable();
+            v
+        };
+        assert_eq!(seen(false), vec![1, 2, 3]);
+        assert_eq!(seen(true), vec![2, 3]);
+        ix.remove_peer(2);
+        ix.remove_peer(3);
+        assert!(!ix.has_eavesdrop_rules());
+        assert!(!ix.has_sender_rules());
     }
 }
