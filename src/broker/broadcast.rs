@@ -161,9 +161,12 @@ impl Bus {
         out: &OutMsg,
         v: View<'_>,
     ) {
+        if self.matches.is_empty() {
+            return;
+        }
         // A message with a destination can only match eavesdrop rules.
         let has_destination = v.h.destination(v.bytes).is_some();
-        if self.matches.is_empty() || (has_destination && !self.matches.has_eavesdrop_rules()) {
+        if has_destination && !self.matches.has_eavesdrop_rules() {
             return;
         }
         // Candidates come from the index; each recipient is taken once (the
