@@ -38,6 +38,9 @@ pub(super) fn add_match(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
         return Err(denied(errors::LIMITS_EXCEEDED, text));
     };
     let n = bus.matches.insert(c.sid, rule);
+    if let Some(p) = bus.peers.get_mut(&c.sid) {
+        p.stats.peak_match_rules = p.stats.peak_match_rules.max(n as u64);
+    }
     bus.match_rules += 1;
     bus.stats.peak_match_rules = bus.stats.peak_match_rules.max(bus.match_rules);
     bus.stats.peak_match_rules_per_conn = bus.stats.peak_match_rules_per_conn.max(n);
