@@ -32,6 +32,7 @@ struct Opts {
     size: usize,
     count: u64,
     subscribers: usize,
+    rules: usize,
     timeout: Duration,
     quick: bool,
 }
@@ -39,9 +40,9 @@ struct Opts {
 fn usage() -> ! {
     eprintln!(
         "usage:
-  loadgen run --address ADDR --scenario unicast|pingpong|broadcast|large [--pid DAEMON_PID]
-              [--label NAME] [--count N] [--pairs K] [--window W] [--size BYTES]
-              [--subscribers N] [--timeout SECS] [--quick]
+  loadgen run --address ADDR --scenario unicast|pingpong|broadcast|large|fanout-sparse|monitor
+              [--pid DAEMON_PID] [--label NAME] [--count N] [--pairs K] [--window W]
+              [--size BYTES] [--subscribers N] [--rules R] [--timeout SECS] [--quick]
   loadgen report RESULTS.tsv [--json OUT.json]
 
 Scenario defaults (full / --quick):
@@ -49,8 +50,13 @@ Scenario defaults (full / --quick):
   pingpong   1 pair, window 1 (strict ping-pong), 64-byte body, 50000 / 10000 calls
   broadcast  1 sender, 8 subscribers, window 128, 64-byte ay body, 100000 / 20000 signals
   large      1 pair, window 4, 1 MiB ay body, 1000 / 200 calls
-Routed messages: unicast/pingpong/large count call + reply (2 per call); broadcast counts
-one per delivered copy (signals x subscribers)."
+  fanout-sparse  1 sender, N=200 subscribers with R=5 rules each (interface+member, distinct
+             interfaces org.example.Fan.I0..I199); each signal matches R subscribers;
+             64-byte body, 100000 / 20000 signals, window 128 signals
+  monitor    broadcast plus one BecomeMonitor connection that must see every signal
+Routed messages: unicast/pingpong/large count call + reply (2 per call); broadcast and monitor
+count one per delivered subscriber copy (signals x subscribers; the monitor's copies are not
+counted); fanout-sparse counts signals x R."
     );
     std::process::exit(2)
 }
@@ -66,6 +72,7 @@ fn parse_run_args(args: &[String]) -> Opts {
         size: usize::MAX,
         count: 0,
         subscribers: 0,
+        rules: 5,
         timeout: Duration::from_secs(60),
         quick: false,
     };
@@ -105,6 +112,7 @@ fn parse_run_args(args: &[String]) -> Opts {
             "--window" => o.window = num(v(&mut i)),
             "--size" => o.size = num(v(&mut i)) as usize,
             "--subscribers" => o.subscribers = num(v(&mut i)) as usize,
+            "--rules" => o.rules = (num(v(&mut i)) as usize).max(1),
             "--timeout" => o.timeout = Duration::from_secs(num(v(&mut i))),
             "--quick" => o.quick = true,
             _ => usage(),
@@ -118,7 +126,8 @@ fn parse_run_args(args: &[String]) -> Opts {
     let (pairs, window, size, count, subs) = match o.scenario.as_str() {
         "unicast" => (2, 64, 64, if q { 60_000 } else { 300_000 }, 0),
         "pingpong" => (1, 1, 64, if q { 10_000 } else { 50_000 }, 0),
-        "broadcast" => (0, 128, 64, if q { 20_000 } else { 100_000 }, 8),
+        "broadcast" | "monitor" => (0, 128, 64, if q { 20_000 } else { 100_000 }, 8),
+        "fanout-sparse" => (0, 128, 64, if q { 20_000 } else { 100_000 }, 200),
         "large" => (1, 4, 1 << 20, if q { 200 } else { 1_000 }, 0),
         _ => usage(),
     };
@@ -136,6 +145,10 @@ fn parse_run_args(args: &[String]) -> Opts {
     }
     if o.subscribers == 0 {
         o.subscribers = subs
+    }
+    if o.scenario == "fanout-sparse" && o.subscribers % o.rules != 0 {
+        eprintln!("loadgen: fanout-sparse needs --subscribers divisible by --rules");
+        std::process::exit(2)
     }
     o
 }
@@ -350,7 +363,7 @@ fn unicast(o: &Opts) -> Outcome {
     Outcome { routed, expected, wall: t0.elapsed(), error, lat_ns }
 }
 
-fn broadcast(o: &Opts) -> Outcome {
+fn broadcast(o: &Opts, monitor: bool) -> Outcome {
     let abort = Arc::new(AtomicBool::new(false));
     let sh: Shared = (Instant::now() + o.timeout, abort.clone());
     let expected = o.count * o.subscribers as u64;
@@ -376,6 +389,18 @@ fn broadcast(o: &Opts) -> Outcome {
             Err(e) => return fail(e),
         }
     }
+    if monitor {
+        // The monitor is one more reader (counted last), which must see every signal.
+        let r = connect(o, &sh).and_then(|mut c| {
+            c.call(BUS_NAME, BUS_PATH, "org.freedesktop.DBus.Monitoring", "BecomeMonitor", "asu", &[0u8; 8])?;
+            Ok(c)
+        });
+        match r {
+            Ok(c) => subs.push(c),
+            Err(e) => return fail(e),
+        }
+    }
+    let n_subs = o.subscribers;
     // Flow control: the sender keeps at most `window` signals ahead of the slowest subscriber.
     let counts: Arc<Vec<AtomicU64>> = Arc::new((0..subs.len()).map(|_| AtomicU64::new(0)).collect());
     let cv = Arc::new((Mutex::new(()), Condvar::new()));
@@ -390,7 +415,7 @@ fn broadcast(o: &Opts) -> Outcome {
             let mut got = 0u64;
             while got < n {
                 c.poll(|m, _| {
-                    if m.typ == T_SIGNAL && m.interface == IFACE {
+                    if m.typ == T_SIGNAL && m.interface == IFACE && m.member == "Tick" {
                         let want = first.wrapping_add(got as u32);
                         if m.sender != sender_name || m.serial != want {
                             return Err(io::Error::other(format!(
@@ -460,10 +485,165 @@ fn broadcast(o: &Opts) -> Outcome {
     if let Err(e) = hsend.join().expect("sender thread panicked") {
         note_err(&mut error, format!("sender: {e}"));
     }
-    routed += counts.iter().map(|c| c.load(Ordering::Relaxed)).sum::<u64>();
+    routed += counts.iter().take(n_subs).map(|c| c.load(Ordering::Relaxed)).sum::<u64>();
+    if error.is_none() && monitor && counts[n_subs].load(Ordering::Relaxed) != n {
+        error = Some(format!("monitor saw {} of {n} signals", counts[n_subs].load(Ordering::Relaxed)));
+    }
     if error.is_none() && o.subscribers == 0 {
         error = Some("no subscribers".into());
     }
+    Outcome { routed, expected, wall: t0.elapsed(), error, lat_ns: vec![] }
+}
+
+/// fanout-sparse: N subscribers, each with R rules `type='signal',interface='org.example.Fan.I<j>',
+/// member='Changed'` on distinct interfaces: subscriber i takes j = i + k*N/R (k < R). Signal s
+/// goes out on interface I<s mod N>, so it matches the R subscribers with i = s (mod N/R), and
+/// subscriber i sees signals i mod N/R, then every (N/R)th one. One thread reads every
+/// subscriber through epoll and checks that order; the sender keeps at most `window` signals
+/// (window x R copies) in flight.
+fn fanout_sparse(o: &Opts) -> Outcome {
+    let abort = Arc::new(AtomicBool::new(false));
+    let sh: Shared = (Instant::now() + o.timeout, abort.clone());
+    let (n_subs, r) = (o.subscribers, o.rules);
+    let stride = (n_subs / r) as u64;
+    let expected = o.count * r as u64;
+    let fail = |e: io::Error| Outcome {
+        routed: 0,
+        expected,
+        wall: Duration::ZERO,
+        error: Some(format!("setup: {e}")),
+        lat_ns: vec![],
+    };
+    let iface = |j: usize| format!("org.example.Fan.I{j}");
+    let mut sender = match connect(o, &sh) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let mut subs = Vec::new();
+    for i in 0..n_subs {
+        let r = connect(o, &sh).and_then(|mut c| {
+            for k in 0..r {
+                let j = (i + k * stride as usize) % n_subs;
+                let rule = format!("type='signal',interface='{}',member='Changed'", iface(j));
+                c.call(BUS_NAME, BUS_PATH, BUS_NAME, "AddMatch", "s", &body_s(&rule))?;
+            }
+            Ok(c)
+        });
+        match r {
+            Ok(c) => subs.push(c),
+            Err(e) => return fail(e),
+        }
+    }
+    let received = Arc::new(AtomicU64::new(0));
+    let n = o.count;
+    let first = sender.serial + 1;
+    let sender_name = sender.unique.clone();
+    let t0 = Instant::now();
+    let recv2 = received.clone();
+    let abort2 = abort.clone();
+    let hrecv = spawn(&abort, move || {
+        // SAFETY: epoll_create1 has no preconditions; the fd is closed below.
+        let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if ep < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        for (i, c) in subs.iter().enumerate() {
+            let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: i as u64 };
+            // SAFETY: ep and c.fd() are open fds; ev is a valid event.
+            if unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, c.fd(), &mut ev) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        // Next expected signal index per subscriber.
+        let mut next: Vec<u64> = (0..n_subs as u64).map(|i| i % stride).collect();
+        let mut got = 0u64;
+        let mut evs = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+        let res = (|| {
+            while got < expected {
+                // SAFETY: evs has room for evs.len() events.
+                let k = unsafe { libc::epoll_wait(ep, evs.as_mut_ptr(), evs.len() as i32, 100) };
+                if k < 0 {
+                    let e = io::Error::last_os_error();
+                    if e.kind() == io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return Err(e);
+                }
+                if k == 0 {
+                    if abort2.load(Ordering::Relaxed) {
+                        return Err(io::Error::new(io::ErrorKind::Interrupted, "aborted (another connection failed)"));
+                    }
+                    subs[0].check()?;
+                }
+                for ev in &evs[..k as usize] {
+                    let i = ev.u64 as usize;
+                    let nx = &mut next[i];
+                    subs[i].poll(|m, _| {
+                        if m.typ == T_SIGNAL && m.member == "Changed" {
+                            let want = first.wrapping_add(*nx as u32);
+                            if m.sender != sender_name || m.serial != want {
+                                return Err(io::Error::other(format!(
+                                    "subscriber {i}: signal serial {} from {} while waiting for {} from {} (lost, extra or reordered)",
+                                    m.serial, m.sender, want, sender_name
+                                )));
+                            }
+                            *nx += stride;
+                            got += 1;
+                        }
+                        Ok(())
+                    })?;
+                }
+                recv2.store(got, Ordering::Release);
+            }
+            Ok(got)
+        })();
+        // SAFETY: ep is our epoll fd.
+        unsafe { libc::close(ep) };
+        res
+    });
+    // `window` signals in flight, i.e. window x R copies.
+    let window = o.window * r as u64;
+    let size = o.size;
+    let recv3 = received.clone();
+    let hsend = spawn(&abort, move || {
+        let body = body_ay(size);
+        let tmpls: Vec<Vec<u8>> = (0..n_subs)
+            .map(|j| {
+                let i = iface(j);
+                header(T_SIGNAL, 0, 0, &[F::Path(OBJ), F::Interface(&i), F::Member("Changed"), F::Signature("ay")], body.len())
+            })
+            .collect();
+        let mut sent = 0u64;
+        while sent < n {
+            // Copies in flight, by the receiver's count.
+            let mut lo = recv3.load(Ordering::Acquire);
+            while (sent * r as u64).saturating_sub(lo) + r as u64 > window {
+                sender.check()?;
+                thread::sleep(Duration::from_micros(50));
+                lo = recv3.load(Ordering::Acquire);
+            }
+            let room = (window - (sent * r as u64).saturating_sub(lo)) / r as u64;
+            let k = room.clamp(1, n - sent);
+            for s in sent..sent + k {
+                let serial = sender.next_serial();
+                let off = sender.wbuf.len();
+                sender.wbuf.extend_from_slice(&tmpls[(s % n_subs as u64) as usize]);
+                patch_u32(&mut sender.wbuf, off + 8, serial);
+                sender.wbuf.extend_from_slice(&body);
+            }
+            sent += k;
+            sender.flush()?;
+        }
+        Ok(sent)
+    });
+    let mut error = None;
+    if let Err(e) = hrecv.join().expect("receiver thread panicked") {
+        note_err(&mut error, format!("subscriber: {e}"));
+    }
+    if let Err(e) = hsend.join().expect("sender thread panicked") {
+        note_err(&mut error, format!("sender: {e}"));
+    }
+    let routed = received.load(Ordering::Relaxed);
     Outcome { routed, expected, wall: t0.elapsed(), error, lat_ns: vec![] }
 }
 
@@ -489,7 +669,9 @@ fn run(args: &[String]) -> i32 {
     let o = parse_run_args(args);
     let cpu0 = daemon_cpu(o.pid);
     let out = match o.scenario.as_str() {
-        "broadcast" => broadcast(&o),
+        "broadcast" => broadcast(&o, false),
+        "monitor" => broadcast(&o, true),
+        "fanout-sparse" => fanout_sparse(&o),
         _ => unicast(&o),
     };
     let cpu1 = daemon_cpu(o.pid);

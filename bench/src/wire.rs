@@ -280,6 +280,11 @@ impl Conn {
         Ok(c)
     }
 
+    /// The socket's fd (for epoll over many connections).
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.s)
+    }
+
     /// Errors out if the scenario was aborted or its deadline passed.
     pub fn check(&self) -> io::Result<()> {
         if self.abort.load(Ordering::Relaxed) {

@@ -92,6 +92,11 @@ struct MsgIndex {
 }
 
 impl MsgIndex {
+    /// Whether any rule matches by name (so a check needs the peer's names).
+    fn uses_names(&self) -> bool {
+        !self.by_name.is_empty() || self.rules.iter().any(|r| !matches!(r.name, NameMatch::Any))
+    }
+
     fn push(&mut self, r: &MessageRule) {
         let i = self.rules.len();
         if r.is_wildcard() {
@@ -158,6 +163,10 @@ pub struct ConnectionPolicy {
     send_from: Pos,
     receive_from: Pos,
     own_from: Pos,
+    /// Whether any send rule looks at the receiver's names.
+    send_names: bool,
+    /// Whether any receive rule looks at the sender's names.
+    receive_names: bool,
 }
 
 fn owner_uid() -> Option<u32> {
@@ -247,11 +256,15 @@ impl Policy {
         let send_from = last(&|s| s.send.last_wildcard);
         let receive_from = last(&|s| s.receive.last_wildcard);
         let own_from = last(&|s| s.own.last_wildcard);
+        let send_names = segments.iter().any(|s| s.send.uses_names());
+        let receive_names = segments.iter().any(|s| s.receive.uses_names());
         ConnectionPolicy {
             segments,
             send_from,
             receive_from,
             own_from,
+            send_names,
+            receive_names,
         }
     }
 }
@@ -343,6 +356,19 @@ impl Tally {
 }
 
 impl ConnectionPolicy {
+    /// Whether [`ConnectionPolicy::can_send`] looks at `receiver_names` at
+    /// all. When false, passing `&[]` gives the same verdict, so callers
+    /// may skip collecting the names.
+    pub fn send_needs_names(&self) -> bool {
+        self.send_names
+    }
+
+    /// Whether [`ConnectionPolicy::can_receive`] looks at `sender_names` at
+    /// all (see [`ConnectionPolicy::send_needs_names`]).
+    pub fn receive_needs_names(&self) -> bool {
+        self.receive_names
+    }
+
     /// Runs `matches` over the candidate rules of the index `pick` selects.
     fn scan(
         &self,

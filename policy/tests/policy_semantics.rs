@@ -510,3 +510,39 @@ fn reply_serial_on_non_reply_messages_is_an_unrequested_reply() {
     };
     assert!(p.can_send(&zero, &[":1.9"], false, false).allowed);
 }
+
+#[test]
+fn needs_names_only_when_a_rule_looks_at_them() {
+    let c = load(
+        r#"<policy context="default"><allow send_destination="*" eavesdrop="true"/>
+           <allow eavesdrop="true"/><allow own="*"/></policy>"#,
+    );
+    let p = c.policy.for_connection(Some(1000), &[], false);
+    assert!(!p.send_needs_names());
+    assert!(!p.receive_needs_names());
+    // Without names the verdicts are what they are with names.
+    let m = call(":1.5", Some("a.B"), "M");
+    assert_eq!(
+        p.can_send(&m, &[], false, false).allowed,
+        p.can_send(&m, &[":1.5", "x.y"], false, false).allowed
+    );
+    let c = load(
+        r#"<policy context="default"><allow send_destination="*"/>
+           <deny send_destination="org.x.Y"/></policy>"#,
+    );
+    let p = c.policy.for_connection(Some(1000), &[], false);
+    assert!(p.send_needs_names());
+    assert!(!p.receive_needs_names());
+    let c = load(
+        r#"<policy context="default"><allow receive_sender="*"/></policy>
+           <policy user="alice"><deny receive_sender="org.x"/></policy>"#,
+    );
+    assert!(c
+        .policy
+        .for_connection(Some(1000), &[], false)
+        .receive_needs_names());
+    assert!(!c
+        .policy
+        .for_connection(Some(1001), &[], false)
+        .receive_needs_names());
+}

@@ -161,27 +161,53 @@ impl Bus {
         out: &OutMsg,
         v: View<'_>,
     ) {
-        let mut recipients: Vec<u64> = Vec::new();
+        if self.matches.is_empty() {
+            return;
+        }
+        // A message with a destination can only match eavesdrop rules.
+        let has_destination = v.h.destination(v.bytes).is_some();
+        if has_destination && !self.matches.has_eavesdrop_rules() {
+            return;
+        }
+        // Candidates come from the index; each recipient is taken once (the
+        // index marks a connection as done when the callback says so).
+        let mut recipients = std::mem::take(&mut self.recipients);
+        recipients.clear();
         {
             let subj = Subject::new(self, sender, v);
-            for (id, p) in &self.peers {
-                if p.matches.is_empty() || Some(*id) == addressed {
-                    continue;
-                }
-                if !p.is_active() {
-                    continue;
-                }
-                if p.matches
-                    .iter()
-                    .any(|r| self.rule_matches(r, false, addressed, &subj))
-                {
-                    recipients.push(*id);
-                }
-            }
+            let sender_peer = sender.and_then(|s| self.peers.get(&s));
+            // Only sender-keyed rules need the sender's names.
+            let names: &[std::rc::Rc<str>] = match (sender_peer, self.matches.has_sender_rules()) {
+                (Some(p), true) => &p.names,
+                _ => &[],
+            };
+            let first: Option<&str> = match sender {
+                None => Some(DBUS_NAME),
+                Some(_) => sender_peer.and_then(|p| p.unique_name.as_deref()),
+            };
+            let sender_names = first.into_iter().chain(names.iter().map(|n| &**n));
+            self.matches.begin();
+            self.matches.for_candidates(
+                sender_names,
+                v.h.interface(v.bytes),
+                v.h.member(v.bytes),
+                has_destination,
+                |id, rule| {
+                    if Some(id) == addressed || !self.peers.get(&id).is_some_and(|p| p.is_active())
+                    {
+                        return true;
+                    }
+                    if self.rule_matches(rule, false, addressed, &subj) {
+                        recipients.push(id);
+                        return true;
+                    }
+                    false
+                },
+            );
         }
         // Deliver in connection order so every run is the same.
         recipients.sort_unstable();
-        for r in recipients {
+        for &r in &recipients {
             if let Err(d) = self.check_security(sender, addressed, Some(r), &v, None) {
                 if !self.monitors.is_empty() {
                     self.capture_error_reply(sender, v.h, d.name, &d.text);
@@ -193,6 +219,8 @@ impl Bus {
             }
             self.deliver(r, out.clone());
         }
+        recipients.clear();
+        self.recipients = recipients;
     }
 
     /// Shows `out` to every monitor whose rules match.
@@ -303,6 +331,10 @@ impl Bus {
 
     /// Broadcasts a signal from the driver.
     pub fn broadcast_from_driver(&mut self, bytes: Vec<u8>) {
+        // Nobody could see it: skip re-parsing what the driver just built.
+        if self.monitors.is_empty() && self.matches.is_empty() {
+            return;
+        }
         let m = OutMsg {
             head: Rc::new(bytes),
             body: None,

@@ -38,7 +38,7 @@ pub struct BusStats {
 #[derive(Debug)]
 pub struct Bus {
     /// Connections by id.
-    pub peers: HashMap<u64, Peer>,
+    pub peers: super::idmap::IdMap<Peer>,
     /// Unique name -> connection id.
     pub unique: HashMap<Rc<str>, u64>,
     /// Well-known names.
@@ -69,6 +69,10 @@ pub struct Bus {
     pub activation_env: Vec<(String, String)>,
     /// Total match rules.
     pub match_rules: usize,
+    /// Every connection's match rules, indexed for broadcast routing.
+    pub matches: super::matchindex::MatchIndex,
+    /// Scratch list of broadcast recipients (kept to reuse its allocation).
+    pub recipients: Vec<u64>,
     /// Counters.
     pub stats: BusStats,
     /// A ReloadConfig was asked for; the daemon performs it.
@@ -89,7 +93,7 @@ impl Bus {
     /// A bus with no connections.
     pub fn new(config: Rc<Config>, sasl: Rc<SaslConfig>, guid: String) -> Bus {
         Bus {
-            peers: HashMap::new(),
+            peers: super::idmap::IdMap::default(),
             unique: HashMap::new(),
             names: Registry::default(),
             replies: Replies::default(),
@@ -105,6 +109,8 @@ impl Bus {
             monitor_rules: HashMap::new(),
             activation_env: Vec::new(),
             match_rules: 0,
+            matches: super::matchindex::MatchIndex::default(),
+            recipients: Vec::new(),
             stats: BusStats::default(),
             reload_requested: Vec::new(),
             systemd_activation: false,

@@ -75,7 +75,6 @@ impl Bus {
             out_bytes: 0,
             out_fds: 0,
             names: Vec::new(),
-            matches: Vec::new(),
             policy: policy::ConnectionPolicy::default(),
             auth_deadline: Some(deadline),
             pending_fd_since: None,
@@ -294,7 +293,7 @@ impl Bus {
     pub fn remove_peer(&mut self, id: u64) -> Option<Peer> {
         let p = self.peers.get_mut(&id)?;
         p.closing = true;
-        let rules = std::mem::take(&mut p.matches).len();
+        let rules = self.matches.remove_peer(id);
         self.match_rules -= rules;
         let names = std::mem::take(&mut p.names);
         let was_incomplete = p.unique_name.is_none();

@@ -4,6 +4,8 @@
 pub mod broadcast;
 pub mod bus;
 pub mod conn;
+pub mod idmap;
+pub mod matchindex;
 pub mod matchrule;
 pub mod names;
 pub mod peer;

@@ -7,7 +7,6 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::time::Instant;
 
-use crate::broker::matchrule::MatchRule;
 use crate::transport::sasl::SaslServer;
 use crate::transport::stream::{PeerCreds, Stream};
 
@@ -190,8 +189,6 @@ pub struct Peer {
     pub out_fds: usize,
     /// Well-known names this connection owns or is queued for.
     pub names: Vec<Rc<str>>,
-    /// Match rules, in the order added.
-    pub matches: Vec<MatchRule>,
     /// The policy that applies to this connection.
     pub policy: policy::ConnectionPolicy,
     /// Deadline for authentication + Hello.

@@ -152,7 +152,13 @@ impl Bus {
 
         let facts = v.facts();
         if let Some(s) = sender {
+            // Names are collected only for a policy that looks at them.
+            let needs_names = self
+                .peers
+                .get(&s)
+                .is_some_and(|p| p.policy.send_needs_names());
             let receiver_names: Vec<std::rc::Rc<str>> = match (proposed, activation_name) {
+                _ if !needs_names => Vec::new(),
                 (None, Some(n)) => vec![std::rc::Rc::from(n)],
                 _ => self.policy_names(proposed),
             };
@@ -192,7 +198,15 @@ impl Bus {
                 p.is_active() || matches!(p.state, super::peer::PeerState::Monitor)
             });
             if active {
-                let sender_names = self.policy_names(sender);
+                let needs_names = self
+                    .peers
+                    .get(&r)
+                    .is_some_and(|p| p.policy.receive_needs_names());
+                let sender_names = if needs_names {
+                    self.policy_names(sender)
+                } else {
+                    Vec::new()
+                };
                 let names: Vec<&str> = sender_names.iter().map(|n| &**n).collect();
                 let verdict = self.peers.get(&r).map(|p| {
                     p.policy

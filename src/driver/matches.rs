@@ -14,7 +14,7 @@ fn parse(text: &str) -> Result<MatchRule, Denied> {
 
 pub(super) fn add_match(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
     let limit = bus.config.limits.max_match_rules_per_connection;
-    let count = bus.peers.get(&c.sid).map_or(0, |p| p.matches.len() as u64);
+    let count = bus.matches.count_of(c.sid) as u64;
     let text = c.args().string().map_err(bad_args)?;
     let rule = if count >= limit {
         None
@@ -37,8 +37,10 @@ pub(super) fn add_match(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
         crate::log::warning(&text);
         return Err(denied(errors::LIMITS_EXCEEDED, text));
     };
-    p.matches.push(rule);
-    let n = p.matches.len();
+    let n = bus.matches.insert(c.sid, rule);
+    if let Some(p) = bus.peers.get_mut(&c.sid) {
+        p.stats.peak_match_rules = p.stats.peak_match_rules.max(n as u64);
+    }
     bus.match_rules += 1;
     bus.stats.peak_match_rules = bus.stats.peak_match_rules.max(bus.match_rules);
     bus.stats.peak_match_rules_per_conn = bus.stats.peak_match_rules_per_conn.max(n);
@@ -48,19 +50,17 @@ pub(super) fn add_match(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
 pub(super) fn remove_match(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
     let text = c.args().string().map_err(bad_args)?;
     let rule = parse(text)?;
-    let Some(p) = bus.peers.get_mut(&c.sid) else {
+    if !bus.peers.contains_key(&c.sid) {
         return Ok(Reply::Sent);
-    };
+    }
     // Remove the most recently added identical rule, as dbus-daemon does.
-    match p.matches.iter().rposition(|r| *r == rule) {
-        Some(i) => {
-            p.matches.remove(i);
-            bus.match_rules -= 1;
-            Ok(Reply::Body("", Vec::new()))
-        }
-        None => Err(denied(
+    if bus.matches.remove_one(c.sid, &rule) {
+        bus.match_rules -= 1;
+        Ok(Reply::Body("", Vec::new()))
+    } else {
+        Err(denied(
             errors::MATCH_RULE_NOT_FOUND,
             "The given match rule wasn't found and can't be removed",
-        )),
+        ))
     }
 }

@@ -58,10 +58,10 @@ pub(super) fn become_monitor(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denie
     for n in &names {
         bus.names.remove(n, sid, &mut events);
     }
-    let dropped = bus.peers.get_mut(&sid).map_or(0, |p| {
+    if let Some(p) = bus.peers.get_mut(&sid) {
         p.names.clear();
-        std::mem::take(&mut p.matches).len()
-    });
+    }
+    let dropped = bus.matches.remove_peer(sid);
     bus.match_rules -= dropped;
     bus.emit_name_events(events);
     if let Some(p) = bus.peers.get_mut(&sid) {

@@ -81,7 +81,7 @@ pub(super) fn get_connection_stats(bus: &mut Bus, c: &Call<'_>) -> Result<Reply,
     let mut w = Writer::new();
     let a = w.begin_array(8);
     entry_u32(&mut w, "Serial", serial.into());
-    entry_u32(&mut w, "MatchRules", p.matches.len() as u64);
+    entry_u32(&mut w, "MatchRules", bus.matches.count_of(id) as u64);
     entry_u32(&mut w, "PeakMatchRules", p.stats.peak_match_rules);
     entry_u32(&mut w, "BusNames", p.names.len() as u64 + 1);
     entry_u32(&mut w, "PeakBusNames", p.stats.peak_bus_names);
@@ -114,10 +114,8 @@ pub(super) fn get_all_match_rules(bus: &mut Bus, _c: &Call<'_>) -> Result<Reply,
         w.begin_struct();
         w.string(name);
         let inner = w.begin_array(4);
-        if let Some(p) = bus.peers.get(&id) {
-            for r in &p.matches {
-                w.string(&r.to_string());
-            }
+        for r in bus.matches.rules_of(id) {
+            w.string(&r.to_string());
         }
         w.end_array(inner);
     }
