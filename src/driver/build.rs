@@ -6,6 +6,17 @@ use crate::wire::Endian;
 
 use crate::broker::bus::DBUS_NAME;
 
+/// A little-endian, NO_REPLY_EXPECTED header of type `t`.
+fn start(t: u8, body: &[u8], serial: u32) -> HeaderBuilder {
+    HeaderBuilder::new(
+        Endian::Little,
+        t,
+        flags::NO_REPLY_EXPECTED,
+        body.len() as u32,
+        serial,
+    )
+}
+
 fn finish(mut hb: HeaderBuilder, dest: Option<&str>, sig: &str, body: &[u8]) -> Vec<u8> {
     if let Some(d) = dest {
         hb.string(field::DESTINATION, d);
@@ -27,13 +38,7 @@ pub fn method_return(
     sig: &str,
     body: &[u8],
 ) -> Vec<u8> {
-    let mut hb = HeaderBuilder::new(
-        Endian::Little,
-        msg_type::METHOD_RETURN,
-        flags::NO_REPLY_EXPECTED,
-        body.len() as u32,
-        serial,
-    );
+    let mut hb = start(msg_type::METHOD_RETURN, body, serial);
     hb.u32(field::REPLY_SERIAL, reply_serial);
     finish(hb, dest, sig, body)
 }
@@ -49,13 +54,7 @@ pub fn error(
     let mut w = crate::wire::marshal::Writer::new();
     w.string(text);
     let body = w.into_bytes();
-    let mut hb = HeaderBuilder::new(
-        Endian::Little,
-        msg_type::ERROR,
-        flags::NO_REPLY_EXPECTED,
-        body.len() as u32,
-        serial,
-    );
+    let mut hb = start(msg_type::ERROR, &body, serial);
     hb.string(field::ERROR_NAME, name);
     hb.u32(field::REPLY_SERIAL, reply_serial);
     finish(hb, dest, "s", &body)
@@ -71,13 +70,7 @@ pub fn signal(
     sig: &str,
     body: &[u8],
 ) -> Vec<u8> {
-    let mut hb = HeaderBuilder::new(
-        Endian::Little,
-        msg_type::SIGNAL,
-        flags::NO_REPLY_EXPECTED,
-        body.len() as u32,
-        serial,
-    );
+    let mut hb = start(msg_type::SIGNAL, body, serial);
     hb.string(field::PATH, path);
     hb.string(field::INTERFACE, iface);
     hb.string(field::MEMBER, member);
@@ -95,13 +88,7 @@ pub fn method_call(
     sig: &str,
     body: &[u8],
 ) -> Vec<u8> {
-    let mut hb = HeaderBuilder::new(
-        Endian::Little,
-        msg_type::METHOD_CALL,
-        flags::NO_REPLY_EXPECTED,
-        body.len() as u32,
-        serial,
-    );
+    let mut hb = start(msg_type::METHOD_CALL, body, serial);
     hb.string(field::PATH, path);
     hb.string(field::INTERFACE, iface);
     hb.string(field::MEMBER, member);
