@@ -427,9 +427,10 @@ impl Loop {
     /// the bus are at max_incoming_bytes or max_incoming_unix_fds.
     fn at_incoming_limit(bus: &Bus, id: u64) -> bool {
         let l = &bus.config.limits;
-        bus.peers
-            .get(&id)
-            .is_some_and(|p| p.live.at_limit(l.max_incoming_bytes, l.max_incoming_unix_fds))
+        bus.peers.get(&id).is_some_and(|p| {
+            p.live
+                .at_limit(l.max_incoming_bytes, l.max_incoming_unix_fds)
+        })
     }
 
     /// Whether a throttled peer has dropped below its limits (or gone).

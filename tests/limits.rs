@@ -314,7 +314,10 @@ fn max_outgoing_unix_fds() {
     }
     assert!(full > 0, "no call was refused for a full fd queue");
     if let Some(peak) = stat(&mut good, &stuck_name, "PeakOutgoingFDs") {
-        assert!(peak <= LIMIT + 1, "fds queued peaked at {peak} (limit {LIMIT})");
+        assert!(
+            peak <= LIMIT + 1,
+            "fds queued peaked at {peak} (limit {LIMIT})"
+        );
     }
     assert_bus_healthy(&mut bus, &mut good);
     drop(stuck);
@@ -544,7 +547,10 @@ fn auth_timeout() {
     let mut silent = Client::connect_raw(&bus);
     let t = Instant::now();
     expect_disconnect(&mut silent, "silent peer past auth_timeout");
-    assert!(t.elapsed() >= Duration::from_millis(400), "closed too early");
+    assert!(
+        t.elapsed() >= Duration::from_millis(400),
+        "closed too early"
+    );
     // A connection that said Hello is no longer subject to it.
     std::thread::sleep(Duration::from_millis(300));
     assert_bus_healthy(&mut bus, &mut good);
@@ -651,24 +657,42 @@ fn max_message_unix_fds() {
     assert_bus_healthy(&mut bus, &mut good);
 }
 
-/// Fds sent ahead of (or with part of) a message may not pile up: more
-/// than one message can carry disconnect at once, not after
-/// pending_fd_timeout (libdbus reads fds into a buffer of
-/// max_message_unix_fds and fails the read past it).
+/// Fds sent ahead of (or with part of) a message may not pile up in the
+/// daemon: libdbus reads fds into a buffer of max_message_unix_fds and
+/// reads the rest of a message without taking fds (the kernel discards
+/// them); busbar disconnects a peer with more fds pending than one message
+/// may carry. Either way the daemon's fd table does not grow with them.
 #[test]
 fn max_message_unix_fds_pending() {
-    let mut bus = Bus::start_with(&limits(&[("max_message_unix_fds", 2)]));
+    const MAX: usize = 2;
+    let mut bus = Bus::start_with(&limits(&[("max_message_unix_fds", MAX as u64)]));
     let mut good = Client::connect(&bus);
     let mut bad = Client::connect_fds(&bus);
+    good.barrier();
+    let open_fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", bus.pid()))
+            .unwrap()
+            .count()
+    };
+    let before = open_fds();
     let f = File::open("/dev/null").unwrap();
     let fd = f.as_raw_fd();
-    let t = Instant::now();
-    for _ in 0..3 {
-        // One byte each, every time with fds.
-        let _ = send_with_fds(&bad.sock, b"l", &[fd]);
+    for _ in 0..100 {
+        // One byte each, every time with fds; the bus may hang up.
+        if send_with_fds(&bad.sock, b"l", &[fd]).is_err() {
+            break;
+        }
     }
-    expect_disconnect(&mut bad.sock, "fds piling up without a message");
-    assert!(t.elapsed() < Duration::from_secs(2));
+    if !is_reference_daemon() {
+        expect_disconnect(&mut bad.sock, "fds piling up without a message");
+    }
+    good.barrier();
+    let after = open_fds();
+    assert!(
+        after <= before + MAX,
+        "the daemon holds {} more fds after 100 were sent ahead of a message",
+        after.saturating_sub(before)
+    );
     assert_bus_healthy(&mut bus, &mut good);
 }
 
