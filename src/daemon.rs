@@ -292,6 +292,13 @@ struct Loop {
     scratch: Vec<u8>,
     again: Vec<u64>,
     dirwatch: Option<crate::activation::DirWatch>,
+    /// Peers not read from while their live messages are at
+    /// max_incoming_bytes / max_incoming_unix_fds.
+    throttled: Vec<u64>,
+    /// accept() is paused while max_incomplete_connections are incomplete.
+    accept_paused: bool,
+    /// The configuration the peers' queue limits were taken from.
+    config_seen: Option<Rc<policy::Config>>,
 }
 
 impl Loop {
@@ -337,6 +344,9 @@ impl Loop {
             scratch: vec![0u8; READ_CHUNK],
             again: Vec::new(),
             dirwatch: None,
+            throttled: Vec::new(),
+            accept_paused: false,
+            config_seen: None,
         })
     }
 
@@ -372,7 +382,7 @@ impl Loop {
     }
 
     fn next_timeout(&self, bus: &Bus) -> Option<Duration> {
-        if !self.again.is_empty() {
+        if !self.again.is_empty() || self.any_resumable(bus) {
             return Some(Duration::ZERO);
         }
         let mut t = crate::activation::next_deadline(bus);
@@ -406,6 +416,7 @@ impl Loop {
             for id in again {
                 self.read_peer(bus, id);
             }
+            self.resume_throttled(bus);
             for ev in events.iter() {
                 let t = ev.token();
                 if t == SIGNAL_TOKEN {
@@ -435,7 +446,73 @@ impl Loop {
             }
             self.flush(bus);
             self.close_pending(bus);
+            self.resume_accept(bus);
+            self.refresh_queue_limits(bus);
         }
+    }
+
+    /// Whether `id` must not be read from now: its messages still alive in
+    /// the bus are at max_incoming_bytes or max_incoming_unix_fds.
+    fn at_incoming_limit(bus: &Bus, id: u64) -> bool {
+        let l = &bus.config.limits;
+        bus.peers.get(&id).is_some_and(|p| {
+            p.live
+                .at_limit(l.max_incoming_bytes, l.max_incoming_unix_fds)
+        })
+    }
+
+    /// Whether a throttled peer has dropped below its limits (or gone).
+    fn any_resumable(&self, bus: &Bus) -> bool {
+        self.throttled
+            .iter()
+            .any(|&id| !Self::at_incoming_limit(bus, id))
+    }
+
+    /// Reads again from throttled peers whose messages have drained (the
+    /// socket is edge-triggered, so no new event would say so).
+    fn resume_throttled(&mut self, bus: &mut Bus) {
+        if self.throttled.is_empty() {
+            return;
+        }
+        let (go, stay): (Vec<u64>, Vec<u64>) = std::mem::take(&mut self.throttled)
+            .into_iter()
+            .partition(|&id| !Self::at_incoming_limit(bus, id));
+        self.throttled = stay;
+        for id in go {
+            self.read_peer(bus, id);
+        }
+    }
+
+    /// Accepts again once fewer than max_incomplete_connections are
+    /// incomplete (pending connections wait in the listen backlog meanwhile,
+    /// as with dbus-daemon, which stops watching its listening sockets).
+    fn resume_accept(&mut self, bus: &mut Bus) {
+        if self.accept_paused
+            && (bus.incomplete as u64) < bus.config.limits.max_incomplete_connections
+        {
+            self.accept_paused = false;
+            for idx in 0..self.listeners.len() {
+                self.accept(bus, idx);
+            }
+        }
+    }
+
+    /// After a reload, the peers' queue limits follow the new configuration
+    /// (dbus-daemon checks them against the running configuration).
+    fn refresh_queue_limits(&mut self, bus: &mut Bus) {
+        if self
+            .config_seen
+            .as_ref()
+            .is_some_and(|c| Rc::ptr_eq(c, &bus.config))
+        {
+            return;
+        }
+        let l = &bus.config.limits;
+        let limits = (l.max_outgoing_bytes, l.max_outgoing_unix_fds);
+        for p in bus.peers.values_mut() {
+            p.out_limits = limits;
+        }
+        self.config_seen = Some(bus.config.clone());
     }
 
     fn handle_signals(&mut self, bus: &mut Bus) -> bool {
@@ -455,15 +532,17 @@ impl Loop {
 
     fn accept(&mut self, bus: &mut Bus, idx: usize) {
         loop {
+            if bus.incomplete as u64 >= bus.config.limits.max_incomplete_connections {
+                // Leave the rest in the backlog until one completes or
+                // times out (dbus-daemon, fd.o #80919).
+                self.accept_paused = true;
+                return;
+            }
             let Some(b) = self.listeners.get(idx) else {
                 return;
             };
             match b.listener.accept() {
                 Ok(mut stream) => {
-                    if bus.incomplete as u64 >= bus.config.limits.max_incomplete_connections {
-                        crate::log::warning("Too many incomplete connections; dropping a new one");
-                        continue;
-                    }
                     let id = bus.next_id;
                     let r = self.poll.registry().register(
                         &mut stream,
@@ -494,6 +573,16 @@ impl Loop {
             if p.closing {
                 return;
             }
+            if Self::at_incoming_limit(bus, id) {
+                // Back-pressure: read no more until its messages drain.
+                if !self.throttled.contains(&id) {
+                    self.throttled.push(id);
+                }
+                return;
+            }
+            let Some(p) = bus.peers.get_mut(&id) else {
+                return;
+            };
             let mut fds = Vec::new();
             if let Some((buf, filled)) = &mut p.large_rx {
                 // The rest of a large message goes straight into its buffer.
@@ -508,6 +597,8 @@ impl Loop {
                         p.in_fds.extend(fds);
                         if done {
                             bus.finish_large_message(id);
+                        } else {
+                            bus.check_pending_fds(id);
                         }
                         continue;
                     }
@@ -527,8 +618,6 @@ impl Loop {
                 Ok(n) => {
                     p.inbuf.extend_from_slice(&self.scratch[..n]);
                     p.in_fds.extend(fds);
-                    p.stats.peak_in_bytes = p.stats.peak_in_bytes.max(p.inbuf.len() as u64);
-                    p.stats.peak_in_fds = p.stats.peak_in_fds.max(p.in_fds.len() as u64);
                     bus.process_input(id);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -553,20 +642,30 @@ impl Loop {
                 "Message did not receive a reply (timeout by message bus)",
             );
         }
-        let pending_fd = Duration::from_millis(bus.config.limits.pending_fd_timeout);
-        let expired: Vec<u64> = bus
-            .peers
-            .values()
-            .filter(|p| {
-                p.auth_deadline.is_some_and(|d| d <= now)
-                    || p.pending_fd_since.is_some_and(|s| s + pending_fd <= now)
-            })
-            .map(|p| p.id)
-            .collect();
+        let limits = &bus.config.limits;
+        let pending_fd = Duration::from_millis(limits.pending_fd_timeout);
+        let mut expired = Vec::new();
+        for p in bus.peers.values().filter(|p| !p.closing) {
+            if p.auth_deadline.is_some_and(|d| d <= now) {
+                // dbus-daemon's words; incomplete means until Hello.
+                crate::log::warning(&format!(
+                    "Connection has not authenticated soon enough, closing it \
+                     (auth_timeout={}ms)",
+                    limits.auth_timeout
+                ));
+                expired.push(p.id);
+            } else if p.pending_fd_since.is_some_and(|s| s + pending_fd <= now) {
+                crate::log::warning(&format!(
+                    "Connection \"{}\" ({}) has had Unix fds pending for too long, \
+                     closing it (pending_fd_timeout={} ms)",
+                    p.name(),
+                    p.loginfo,
+                    limits.pending_fd_timeout
+                ));
+                expired.push(p.id);
+            }
+        }
         for id in expired {
-            crate::log::info(&format!(
-                "Dropping connection {id}: authentication or fd timeout"
-            ));
             bus.close(id);
         }
         crate::activation::timers(bus, now);

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::bus::Bus;
 use super::names::NameEvent;
-use super::peer::{loginfo, Inbound, OutMsg, Peer, PeerState, PeerStats};
+use super::peer::{loginfo, Charge, Inbound, OutMsg, Peer, PeerState, PeerStats};
 use crate::driver::errors;
 use crate::transport::sasl::{SaslServer, SaslStatus};
 use crate::transport::stream::Stream;
@@ -82,6 +82,11 @@ impl Bus {
             stats: PeerStats::default(),
             loginfo: info,
             has_eavesdrop_rules: false,
+            live: std::rc::Rc::default(),
+            out_limits: (
+                self.config.limits.max_outgoing_bytes,
+                self.config.limits.max_outgoing_unix_fds,
+            ),
         };
         self.peers.insert(id, peer);
         self.incomplete += 1;
@@ -116,14 +121,18 @@ impl Bus {
                 let (used, status) = sasl.feed(&p.inbuf, &mut out);
                 p.inbuf.drain(..used);
                 if !out.is_empty() {
-                    p.enqueue(OutMsg {
+                    p.enqueue_always(OutMsg {
                         head: std::rc::Rc::new(out),
                         body: None,
                     });
                     self.dirty.push(id);
                 }
                 match status {
-                    SaslStatus::Continue => return,
+                    SaslStatus::Continue => {
+                        // Fds sent during authentication are bounded too.
+                        self.check_pending_fds(id);
+                        return;
+                    }
                     SaslStatus::Disconnect => {
                         self.close(id);
                         return;
@@ -215,9 +224,6 @@ impl Bus {
                     p.large_rx = Some((buf, avail));
                     pos = p.inbuf.len();
                 }
-                if !p.in_fds.is_empty() && p.pending_fd_since.is_none() {
-                    p.pending_fd_since = Some(Instant::now());
-                }
                 break;
             }
             let bytes = p.inbuf[pos..pos + total].to_vec();
@@ -228,11 +234,39 @@ impl Bus {
         }
         if let Some(p) = self.peers.get_mut(&id) {
             p.inbuf.drain(..pos.min(p.inbuf.len()));
-            if !p.in_fds.is_empty() && p.inbuf.is_empty() && p.pending_fd_since.is_none() {
-                // Fds with no message to carry them yet: allowed until
-                // pending_fd_timeout.
-                p.pending_fd_since = Some(Instant::now());
-            }
+        }
+        self.check_pending_fds(id);
+    }
+
+    /// After bytes were read and complete messages taken: fds left over
+    /// belong to a message that is not complete yet. They may wait until
+    /// pending_fd_timeout (from when fds started pending), and there may be
+    /// no more of them than one message can carry: libdbus reads fds into a
+    /// buffer of max_message_unix_fds and drops a connection that sends
+    /// more, so neither can a peer here pin an unbounded number of fds.
+    pub fn check_pending_fds(&mut self, id: u64) {
+        let max = self.config.limits.max_message_unix_fds;
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if p.closing {
+            return;
+        }
+        if p.in_fds.is_empty() {
+            p.pending_fd_since = None;
+            return;
+        }
+        if p.pending_fd_since.is_none() {
+            p.pending_fd_since = Some(Instant::now());
+        }
+        if p.in_fds.len() as u64 > max {
+            crate::log::warning(&format!(
+                "Disconnecting {} ({}): {} unix fds pending, more than one message may carry (max_message_unix_fds={max})",
+                p.name(),
+                p.loginfo,
+                p.in_fds.len()
+            ));
+            self.close(id);
         }
     }
 
@@ -283,7 +317,19 @@ impl Bus {
         p.stats.in_msgs += 1;
         p.stats.in_bytes += bytes.len() as u64;
         p.stats.in_fds += n as u64;
-        self.dispatch(id, Inbound { bytes, header, fds });
+        let charge = Charge::new(&p.live, bytes.len() as u64, n as u64);
+        // Peaks of live bytes and fds, as dbus-daemon's PeakIncoming*.
+        p.stats.peak_in_bytes = p.stats.peak_in_bytes.max(p.live.bytes.get());
+        p.stats.peak_in_fds = p.stats.peak_in_fds.max(p.live.fds.get());
+        self.dispatch(
+            id,
+            Inbound {
+                bytes,
+                header,
+                fds,
+                charge: Some(charge),
+            },
+        );
         self.peers.get(&id).is_some_and(|p| !p.closing)
     }
 

@@ -1,6 +1,7 @@
 //! One connection: its socket, authentication state, buffers and the queue
 //! of messages waiting to be written.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -20,6 +21,60 @@ pub struct Inbound {
     pub header: crate::wire::header::Header,
     /// The fds it carries.
     pub fds: Vec<OwnedFd>,
+    /// What it costs its sender while it is alive (queued for a
+    /// recipient, held for activation, ...).
+    pub charge: Option<Charge>,
+}
+
+/// Bytes and fds of the messages a connection sent that are still alive
+/// somewhere in the bus: dbus-daemon's `live_messages` counter, which
+/// max_incoming_bytes and max_incoming_unix_fds bound. While a connection is
+/// at either limit the bus stops reading from it (back-pressure, not
+/// disconnection) until recipients drain its messages.
+#[derive(Debug, Default)]
+pub struct Live {
+    /// Bytes of live messages.
+    pub bytes: Cell<u64>,
+    /// Fds of live messages.
+    pub fds: Cell<u64>,
+}
+
+impl Live {
+    /// Whether reading from the connection must wait (dbus-daemon reads
+    /// while both counts are below their limits).
+    pub fn at_limit(&self, max_bytes: u64, max_fds: u64) -> bool {
+        self.bytes.get() >= max_bytes || self.fds.get() >= max_fds
+    }
+}
+
+/// One message's share of its sender's [`Live`] counter, given back when
+/// the message is dropped.
+#[derive(Debug)]
+pub struct Charge {
+    live: Rc<Live>,
+    bytes: u64,
+    fds: u64,
+}
+
+impl Charge {
+    /// Charges `bytes` and `fds` to `live`.
+    pub fn new(live: &Rc<Live>, bytes: u64, fds: u64) -> Charge {
+        live.bytes.set(live.bytes.get() + bytes);
+        live.fds.set(live.fds.get() + fds);
+        Charge {
+            live: live.clone(),
+            bytes,
+            fds,
+        }
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        let l = &self.live;
+        l.bytes.set(l.bytes.get().saturating_sub(self.bytes));
+        l.fds.set(l.fds.get().saturating_sub(self.fds));
+    }
 }
 
 impl Inbound {
@@ -205,6 +260,11 @@ pub struct Peer {
     /// Whether this peer may see messages not addressed to it through
     /// eavesdrop match rules (policy `eavesdrop="true"` is checked per message).
     pub has_eavesdrop_rules: bool,
+    /// Its messages still alive in the bus (max_incoming_bytes/_unix_fds).
+    pub live: Rc<Live>,
+    /// max_outgoing_bytes and max_outgoing_unix_fds: past either, nothing
+    /// more is queued (see [`Peer::enqueue`]).
+    pub out_limits: (u64, u64),
 }
 
 /// Outcome of a flush.
@@ -220,8 +280,31 @@ pub enum Flush {
 const MAX_IOV: usize = 512;
 
 impl Peer {
-    /// Queues a message for writing.
-    pub fn enqueue(&mut self, m: OutMsg) {
+    /// Whether the outgoing queue is over max_outgoing_bytes or
+    /// max_outgoing_unix_fds (dbus-daemon's test: strictly more than the
+    /// limit, so a queue may hold the limit plus one message).
+    pub fn queue_full(&self) -> bool {
+        self.out_bytes as u64 > self.out_limits.0 || self.out_fds as u64 > self.out_limits.1
+    }
+
+    /// Queues a message for writing, unless the queue is full: then the
+    /// message is dropped and false returned. Forwarded messages were
+    /// already refused with LimitsExceeded by the security check; what
+    /// reaches this point over the limit is the bus's own traffic (driver
+    /// replies, errors, signals, monitor copies), which dbus-daemon silently
+    /// drops for a full queue too. So a peer that never reads costs at most
+    /// its limit plus one message.
+    pub fn enqueue(&mut self, m: OutMsg) -> bool {
+        if self.queue_full() {
+            return false;
+        }
+        self.enqueue_always(m);
+        true
+    }
+
+    /// Queues a message whatever the queue holds (SASL replies, which
+    /// dbus-daemon keeps outside the message queue).
+    pub fn enqueue_always(&mut self, m: OutMsg) {
         self.out_bytes += m.len();
         self.out_fds += m.n_fds();
         self.stats.out_msgs += 1;

@@ -90,10 +90,11 @@ pub(super) fn get_connection_stats(bus: &mut Bus, c: &Call<'_>) -> Result<Reply,
     w.variant("s");
     w.string(p.name());
     // As libdbus reports them: what is queued now, and the peaks.
-    let in_bytes = p.inbuf.len() + p.large_rx.as_ref().map_or(0, |(_, filled)| *filled);
+    // Incoming: the bytes and fds of this peer's messages still alive in
+    // the bus (what max_incoming_bytes/_unix_fds limit), like libdbus.
     entry_u32(&mut w, "IncomingMessages", 0);
-    entry_u32(&mut w, "IncomingBytes", in_bytes as u64);
-    entry_u32(&mut w, "IncomingFDs", p.in_fds.len() as u64);
+    entry_u32(&mut w, "IncomingBytes", p.live.bytes.get());
+    entry_u32(&mut w, "IncomingFDs", p.live.fds.get());
     entry_u32(&mut w, "PeakIncomingBytes", p.stats.peak_in_bytes);
     entry_u32(&mut w, "PeakIncomingFDs", p.stats.peak_in_fds);
     entry_u32(&mut w, "OutgoingMessages", p.out.len() as u64);
