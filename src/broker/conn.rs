@@ -208,12 +208,7 @@ impl Bus {
             let total = match frame_len(&p.inbuf[pos..pos + FIXED_HEADER_LEN], max) {
                 Ok(t) => t,
                 Err(e) => {
-                    crate::log::warning(&format!(
-                        "Disconnecting {} ({}): invalid message: {e}",
-                        p.name(),
-                        p.loginfo
-                    ));
-                    self.close(id);
+                    self.protocol_violation(id, &format!("invalid message: {e}"));
                     break;
                 }
             };
@@ -283,6 +278,18 @@ impl Bus {
         }
     }
 
+    /// Logs why connection `id` broke the protocol and disconnects it.
+    fn protocol_violation(&mut self, id: u64, why: &str) {
+        if let Some(p) = self.peers.get(&id) {
+            crate::log::warning(&format!(
+                "Disconnecting {} ({}): {why}",
+                p.name(),
+                p.loginfo
+            ));
+        }
+        self.close(id);
+    }
+
     /// Validates one whole message and routes it. Returns false if the
     /// connection is being closed.
     fn accept_message(&mut self, id: u64, bytes: Vec<u8>) -> bool {
@@ -293,23 +300,13 @@ impl Bus {
         let header = match Header::parse(&bytes, p.in_fds.len()) {
             Ok(h) => h,
             Err(e) => {
-                crate::log::warning(&format!(
-                    "Disconnecting {} ({}): invalid message: {e}",
-                    p.name(),
-                    p.loginfo
-                ));
-                self.close(id);
+                self.protocol_violation(id, &format!("invalid message: {e}"));
                 return false;
             }
         };
         let n = header.unix_fds as usize;
         if n > max_fds || (n > 0 && !p.unix_fd) {
-            crate::log::warning(&format!(
-                "Disconnecting {} ({}): too many or unexpected unix fds",
-                p.name(),
-                p.loginfo
-            ));
-            self.close(id);
+            self.protocol_violation(id, "too many or unexpected unix fds");
             return false;
         }
         let fds: Vec<_> = p.in_fds.drain(..n).collect();
