@@ -60,6 +60,25 @@ pub fn error(
     finish(hb, dest, "s", &body)
 }
 
+/// A signal or method call from the bus, addressed by path/interface/member.
+#[allow(clippy::too_many_arguments)]
+fn addressed(
+    t: u8,
+    serial: u32,
+    dest: Option<&str>,
+    path: &str,
+    iface: &str,
+    member: &str,
+    sig: &str,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut hb = start(t, body, serial);
+    hb.string(field::PATH, path);
+    hb.string(field::INTERFACE, iface);
+    hb.string(field::MEMBER, member);
+    finish(hb, dest, sig, body)
+}
+
 /// A signal from the driver (unicast when `dest` is given).
 pub fn signal(
     serial: u32,
@@ -70,15 +89,19 @@ pub fn signal(
     sig: &str,
     body: &[u8],
 ) -> Vec<u8> {
-    let mut hb = start(msg_type::SIGNAL, body, serial);
-    hb.string(field::PATH, path);
-    hb.string(field::INTERFACE, iface);
-    hb.string(field::MEMBER, member);
-    finish(hb, dest, sig, body)
+    addressed(
+        msg_type::SIGNAL,
+        serial,
+        dest,
+        path,
+        iface,
+        member,
+        sig,
+        body,
+    )
 }
 
-/// A method call from the bus (used for systemd activation requests).
-#[allow(clippy::too_many_arguments)]
+/// A method call from the bus (used to forward environment updates to systemd).
 pub fn method_call(
     serial: u32,
     dest: &str,
@@ -88,9 +111,14 @@ pub fn method_call(
     sig: &str,
     body: &[u8],
 ) -> Vec<u8> {
-    let mut hb = start(msg_type::METHOD_CALL, body, serial);
-    hb.string(field::PATH, path);
-    hb.string(field::INTERFACE, iface);
-    hb.string(field::MEMBER, member);
-    finish(hb, Some(dest), sig, body)
+    addressed(
+        msg_type::METHOD_CALL,
+        serial,
+        Some(dest),
+        path,
+        iface,
+        member,
+        sig,
+        body,
+    )
 }
