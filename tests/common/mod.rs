@@ -93,6 +93,13 @@ impl Bus {
         Bus::start_inner(listen, extra, None, false)
     }
 
+    /// The daemon `daemon` (not [`daemon_path`]) with `policy` in place of
+    /// the permissive default `<policy>`; its stderr goes to
+    /// [`Bus::stderr_log`].
+    pub fn start_daemon_with_policy(daemon: &str, policy: &str) -> Bus {
+        Bus::start_full(Some(daemon), None, Some(policy), "", None, true)
+    }
+
     /// Like [`Bus::start_with`], with the daemon's stderr going to a file
     /// that [`Bus::stderr_log`] reads.
     pub fn start_logging(extra: &str) -> Bus {
@@ -118,6 +125,25 @@ impl Bus {
         config_env: Option<&str>,
         log_to_file: bool,
     ) -> Bus {
+        Bus::start_full(None, listen, None, extra, config_env, log_to_file)
+    }
+
+    fn start_full(
+        daemon: Option<&str>,
+        listen: Option<&str>,
+        policy: Option<&str>,
+        extra: &str,
+        config_env: Option<&str>,
+        log_to_file: bool,
+    ) -> Bus {
+        let daemon = daemon.map_or_else(daemon_path, str::to_string);
+        let policy = policy.unwrap_or(
+            r#"<policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>"#,
+        );
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("busbar-itest-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
@@ -134,17 +160,13 @@ impl Bus {
   <type>session</type>
   <listen>{listen}</listen>
   <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
+  {policy}
   {extra}
 </busconfig>
 "#
         );
         fs::write(&config, text).expect("write config");
-        let mut cmd = Command::new(daemon_path());
+        let mut cmd = Command::new(&daemon);
         if let Some(var) = config_env {
             cmd.env(var, &config);
         }
@@ -164,7 +186,7 @@ impl Bus {
             .spawn()
             .unwrap_or_else(|e| {
                 let _ = fs::remove_dir_all(&dir);
-                panic!("spawn bus daemon {}: {e}", daemon_path())
+                panic!("spawn bus daemon {daemon}: {e}")
             });
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
@@ -917,7 +939,16 @@ impl Client {
 
     /// Reads the next message from the socket (ignoring the queue).
     pub fn read_msg(&mut self) -> io::Result<Msg> {
-        let deadline = Instant::now() + TIMEOUT;
+        self.read_msg_until(Instant::now() + TIMEOUT)
+    }
+
+    /// The next message from the socket, or None if none arrives within
+    /// `quiet` (or the bus hung up).
+    pub fn read_msg_within(&mut self, quiet: Duration) -> Option<Msg> {
+        self.read_msg_until(Instant::now() + quiet).ok()
+    }
+
+    fn read_msg_until(&mut self, deadline: Instant) -> io::Result<Msg> {
         loop {
             if self.inbuf.len() >= 16 {
                 let fixed: [u8; 16] = self.inbuf[..16].try_into().unwrap();
