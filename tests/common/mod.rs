@@ -817,9 +817,22 @@ impl Client {
         s
     }
 
+    /// Connects to any bus `address`, authenticates and says Hello.
+    pub fn connect_to(address: &str) -> Client {
+        let s = connect_address(address).expect("connect");
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        s.set_write_timeout(Some(TIMEOUT)).unwrap();
+        let mut c = Client::auth(s, false);
+        c.hello();
+        c
+    }
+
     /// Connects and authenticates (EXTERNAL), without Hello.
     pub fn connect_authed(bus: &Bus, unix_fds: bool) -> Client {
-        let mut sock = Client::connect_raw(bus);
+        Client::auth(Client::connect_raw(bus), unix_fds)
+    }
+
+    fn auth(mut sock: UnixStream, unix_fds: bool) -> Client {
         sock.write_all(format!("\0AUTH EXTERNAL {}\r\n", hex(&uid().to_string())).as_bytes())
             .unwrap();
         let line = read_line(&mut sock);
