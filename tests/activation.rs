@@ -110,7 +110,7 @@ fn a_service_that_never_takes_its_name_times_out() {
 /// the launch helper, which reads the same configuration file.
 fn system_bus_with_helper(tag: &str) -> Option<(Bus, std::path::PathBuf)> {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIP: system-bus activation needs root");
+        skip_or_fail("system-bus activation needs root");
         return None;
     }
     let dir = std::env::temp_dir().join(format!("busbar-sysact-{tag}-{}", std::process::id()));
@@ -182,7 +182,7 @@ fn launch_helper_starts_a_service_as_its_user() {
         .status()
         .is_ok_and(|s| s.success());
     if !has_dbus {
-        eprintln!("SKIP: /usr/bin/python3 with python3-dbus is needed for the service");
+        skip_or_fail("/usr/bin/python3 with python3-dbus is needed for the service");
         let _ = fs::remove_dir_all(&dir);
         return;
     }

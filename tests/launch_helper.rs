@@ -3,6 +3,8 @@
 //! BUSBAR_LAUNCH_HELPER_CONFIG); the checks it makes are the ones a setuid
 //! installation relies on.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -55,7 +57,7 @@ fn root() -> bool {
     if nix::unistd::geteuid().is_root() {
         true
     } else {
-        eprintln!("SKIP: the launch helper tests need root");
+        common::skip_or_fail("the launch helper tests need root");
         false
     }
 }

@@ -165,6 +165,10 @@ fn receive_a_signal_with_a_match_rule() {
         .arg(0, "wanted")
         .unwrap()
         .build();
+    // Everything that arrives on the receiver's socket, unfiltered: zbus
+    // also filters a match-rule stream on the client side, so that stream
+    // alone cannot tell whether the bus applied arg0.
+    let all = MessageIterator::from(&receiver);
     let mut it = MessageIterator::for_match_rule(rule, &receiver, None).unwrap();
     // Not matching arg0: filtered by the bus.
     sender
@@ -177,6 +181,27 @@ fn receive_a_signal_with_a_match_rule() {
     let msg = msg.expect("stream ended").expect("message error");
     let s: String = msg.body().deserialize().unwrap();
     assert_eq!(s, "wanted");
+    // The bus keeps one sender's order, so "unwanted" would have come first.
+    let ticks = within_timeout("Tick on the socket", move || {
+        let mut ticks = Vec::new();
+        for m in all {
+            let m = m.expect("message error");
+            let h = m.header();
+            if h.member().is_some_and(|n| n.as_str() == "Tick") {
+                let arg: String = m.body().deserialize().unwrap();
+                ticks.push(arg.clone());
+                if arg == "wanted" {
+                    break;
+                }
+            }
+        }
+        ticks
+    });
+    assert_eq!(
+        ticks,
+        ["wanted"],
+        "the bus forwarded a signal arg0 excludes"
+    );
 }
 
 #[test]
