@@ -88,7 +88,23 @@ impl Bus {
         Bus::start_inner(None, extra, Some(var))
     }
 
+    /// Like [`Bus::start_with`], but runs `daemon` whatever
+    /// `BUSBAR_TEST_DAEMON` says (the differential tests start busbar and
+    /// dbus-daemon in the same run).
+    pub fn start_daemon(daemon: &str, extra: &str) -> Bus {
+        Bus::start_full(daemon, None, extra, None)
+    }
+
     fn start_inner(listen: Option<&str>, extra: &str, config_env: Option<&str>) -> Bus {
+        Bus::start_full(&daemon_path(), listen, extra, config_env)
+    }
+
+    fn start_full(
+        daemon: &str,
+        listen: Option<&str>,
+        extra: &str,
+        config_env: Option<&str>,
+    ) -> Bus {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("busbar-itest-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
@@ -115,7 +131,7 @@ impl Bus {
 "#
         );
         fs::write(&config, text).expect("write config");
-        let mut cmd = Command::new(daemon_path());
+        let mut cmd = Command::new(daemon);
         if let Some(var) = config_env {
             cmd.env(var, &config);
         }
@@ -130,7 +146,7 @@ impl Bus {
             .spawn()
             .unwrap_or_else(|e| {
                 let _ = fs::remove_dir_all(&dir);
-                panic!("spawn bus daemon {}: {e}", daemon_path())
+                panic!("spawn bus daemon {daemon}: {e}")
             });
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
