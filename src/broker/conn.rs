@@ -343,7 +343,9 @@ impl Bus {
         let unique = p.unique_name.clone();
         let is_monitor = matches!(p.state, PeerState::Monitor);
         let mut events = Vec::new();
-        for n in &names {
+        // Last joined, first released: dbus-daemon gives up a departing
+        // connection's names from the end of its list.
+        for n in names.iter().rev() {
             self.names.remove(n, id, &mut events);
         }
         if let Some(u) = unique.as_ref().filter(|_| !is_monitor) {
