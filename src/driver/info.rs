@@ -121,7 +121,12 @@ pub(super) fn get_id(bus: &mut Bus, _c: &Call<'_>) -> Result<Reply, Denied> {
 
 pub(super) fn reload_config(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
     match crate::reload::reload(bus) {
-        Ok(()) => Ok(Reply::Body("", Vec::new())),
+        Ok(()) => {
+            // Unlike the other empty replies, dbus-daemon sends this one
+            // even with NO_REPLY_EXPECTED.
+            super::reply_always(bus, c);
+            Ok(Reply::Sent)
+        }
         Err(e) => {
             let _ = c;
             Err(denied(errors::FAILED, e))

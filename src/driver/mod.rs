@@ -189,6 +189,15 @@ pub static INTERFACES: &[Interface] = &[
     },
 ];
 
+/// Sends an empty method return to the caller of `c` even when it set
+/// NO_REPLY_EXPECTED (dbus-daemon's ReloadConfig does so).
+pub fn reply_always(bus: &mut Bus, c: &Call<'_>) {
+    let dest = bus.unique_name(c.sid);
+    let serial = bus.next_serial();
+    let bytes = build::method_return(serial, c.h().serial, dest.as_deref(), "", &[]);
+    bus.send_from_driver(c.sid, bytes);
+}
+
 /// Sends a method return to the caller of `c`.
 ///
 /// NO_REPLY_EXPECTED suppresses only replies with no arguments (AddMatch,

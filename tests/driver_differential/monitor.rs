@@ -60,6 +60,7 @@ fn release(w: &mut World, role: &str, name: &str) {
 pub fn run_all(w: &mut World) {
     w.case("monitor: observer connects", |w| {
         w.connect("O");
+        w.learn_bus_id("O");
         let s = w.call_s("O", "AddMatch", OBSERVER_RULE);
         w.await_reply("O", s);
     });
