@@ -56,8 +56,14 @@ fn hello() -> Vec<u8> {
     MsgBuilder::method_call(1, Some(DRIVER), DRIVER_PATH, Some(DRIVER), "Hello").build()
 }
 
-fn get_id_call(serial: u32) -> Vec<u8> {
-    MsgBuilder::method_call(serial, Some(DRIVER), DRIVER_PATH, Some(DRIVER), "GetId").build()
+/// A call that needs a registered connection (GetId's answer is random
+/// per run, ListNames's has every name: this one is stable).
+fn name_has_owner_call(serial: u32) -> Vec<u8> {
+    let mut w = common::W::new();
+    w.str(DRIVER);
+    MsgBuilder::method_call(serial, Some(DRIVER), DRIVER_PATH, Some(DRIVER), "NameHasOwner")
+        .body("s", w.buf)
+        .build()
 }
 
 fn send(s: &str) -> Step {
@@ -90,24 +96,24 @@ fn scripts() -> Vec<(String, &'static str, Vec<Step>)> {
         ]))],
     );
     add(
-        "pipelined AUTH + NEGOTIATE_UNIX_FD + BEGIN + Hello + GetId",
+        "pipelined AUTH + NEGOTIATE_UNIX_FD + BEGIN + Hello + NameHasOwner",
         e,
         vec![Step::Send(cat(&[
             b"\0",
             auth.as_bytes(),
             b"NEGOTIATE_UNIX_FD\r\nBEGIN\r\n",
             &hello(),
-            &get_id_call(2),
+            &name_has_owner_call(2),
         ]))],
     );
     add(
-        "pipelined GetId before Hello after BEGIN",
+        "pipelined NameHasOwner before Hello after BEGIN",
         e,
         vec![Step::Send(cat(&[
             b"\0",
             auth.as_bytes(),
             b"BEGIN\r\n",
-            &get_id_call(1),
+            &name_has_owner_call(1),
         ]))],
     );
     add(
