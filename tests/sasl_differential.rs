@@ -61,9 +61,15 @@ fn hello() -> Vec<u8> {
 fn name_has_owner_call(serial: u32) -> Vec<u8> {
     let mut w = common::W::new();
     w.str(DRIVER);
-    MsgBuilder::method_call(serial, Some(DRIVER), DRIVER_PATH, Some(DRIVER), "NameHasOwner")
-        .body("s", w.buf)
-        .build()
+    MsgBuilder::method_call(
+        serial,
+        Some(DRIVER),
+        DRIVER_PATH,
+        Some(DRIVER),
+        "NameHasOwner",
+    )
+    .body("s", w.buf)
+    .build()
 }
 
 fn send(s: &str) -> Step {
@@ -250,10 +256,7 @@ fn scripts() -> Vec<(String, &'static str, Vec<Step>)> {
     add(
         "unknown command before AUTH, then AUTH",
         e,
-        vec![
-            send("\0FOO bar\r\n"),
-            Step::Send(auth.clone().into_bytes()),
-        ],
+        vec![send("\0FOO bar\r\n"), Step::Send(auth.clone().into_bytes())],
     );
     add(
         "unknown command after OK",
@@ -294,7 +297,9 @@ fn scripts() -> Vec<(String, &'static str, Vec<Step>)> {
     add(
         "tab between words",
         e,
-        vec![Step::Send(format!("\0AUTH\tEXTERNAL\t{u}\r\n").into_bytes())],
+        vec![Step::Send(
+            format!("\0AUTH\tEXTERNAL\t{u}\r\n").into_bytes(),
+        )],
     );
     add(
         "a line split across writes",
@@ -351,10 +356,7 @@ fn scripts() -> Vec<(String, &'static str, Vec<Step>)> {
     add(
         "DATA after OK",
         e,
-        vec![
-            Step::Send(cat(&[b"\0", auth.as_bytes()])),
-            send("DATA\r\n"),
-        ],
+        vec![Step::Send(cat(&[b"\0", auth.as_bytes()])), send("DATA\r\n")],
     );
     add(
         "AUTH again after OK",
@@ -485,7 +487,10 @@ fn run_script(bus: &Bus, steps: &[Step]) -> String {
             Step::Send(b) => (b, true),
             Step::Part(b) => (b, false),
         };
-        out.push(format!("> {}", String::from_utf8_lossy(bytes).escape_debug()));
+        out.push(format!(
+            "> {}",
+            String::from_utf8_lossy(bytes).escape_debug()
+        ));
         if closed {
             break;
         }

@@ -60,9 +60,8 @@ impl Bus {
             // dbus-daemon shows monitors a Hello from a connection that has
             // no name yet once the driver has given it one, with that name
             // as its sender, just before the reply (see capture_hello).
-            let hello = !active
-                && h.msg_type == msg_type::METHOD_CALL
-                && h.member(bytes) == Some("Hello");
+            let hello =
+                !active && h.msg_type == msg_type::METHOD_CALL && h.member(bytes) == Some("Hello");
             if !self.monitors.is_empty() && !signal_first && !hello {
                 self.capture(Some(sid), None, &out, v);
             }

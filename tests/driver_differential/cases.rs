@@ -3,7 +3,7 @@
 //! ownership state, wrong signatures, header flags, unknown members,
 //! interfaces and paths, match rules, properties and BecomeMonitor.
 
-use super::common::{W, DRIVER, DRIVER_PATH, NO_REPLY_EXPECTED};
+use super::common::{DRIVER, DRIVER_PATH, NO_REPLY_EXPECTED, W};
 use super::render::Numbers;
 use super::world::{World, OBSERVER_RULE};
 
@@ -307,7 +307,10 @@ const STATES: &[(&str, &[(&str, u32)])] = &[
     ("other-owner", &[("B", 0)]),
     ("other-owner-allow-replacement", &[("B", 1)]),
     ("other-owner, self queued", &[("B", 0), ("A", 0)]),
-    ("other-owner-allow-replacement, self queued", &[("B", 1), ("A", 0)]),
+    (
+        "other-owner-allow-replacement, self queued",
+        &[("B", 1), ("A", 0)],
+    ),
     (
         "other-owner-allow-replacement-do-not-queue, C queued",
         &[("B", 5), ("C", 0)],
@@ -417,13 +420,22 @@ fn header_flags(w: &mut World) {
         (DRIVER, "RemoveMatch", "s", s_body("member='FlagsCase'")),
         (DRIVER, "RemoveMatch", "s", s_body("member='FlagsCase'")),
         (DRIVER, "ReloadConfig", "", vec![]),
-        (DRIVER, "UpdateActivationEnvironment", "a{ss}", dummy("a{ss}")),
+        (
+            DRIVER,
+            "UpdateActivationEnvironment",
+            "a{ss}",
+            dummy("a{ss}"),
+        ),
         (DRIVER, "GetConnectionCredentials", "s", s_body(WK_OTHER)),
         (PEER, "GetMachineId", "", vec![]),
         (STATS, "GetStats", "", vec![]),
         (STATS, "GetConnectionStats", "s", s_body(WK_OTHER)),
     ];
-    for flags in [NO_REPLY_EXPECTED, NO_AUTO_START, NO_REPLY_EXPECTED | NO_AUTO_START] {
+    for flags in [
+        NO_REPLY_EXPECTED,
+        NO_AUTO_START,
+        NO_REPLY_EXPECTED | NO_AUTO_START,
+    ] {
         for (k, (iface, member, sig, body)) in calls.iter().enumerate() {
             let arg = if body.is_empty() {
                 String::new()
@@ -560,19 +572,22 @@ fn addressing(w: &mut World) {
     // without NO_AUTO_START.
     for dest in [ACTIVATABLE, WK_NONE] {
         for flags in [0, NO_AUTO_START] {
-            w.case(&format!("method call to {dest} with flags={flags:#x}"), |w| {
-                let s = w.call_full(
-                    "A",
-                    Some(dest),
-                    "/",
-                    Some("org.example.I"),
-                    "M",
-                    "",
-                    vec![],
-                    flags,
-                );
-                w.await_reply("A", s);
-            });
+            w.case(
+                &format!("method call to {dest} with flags={flags:#x}"),
+                |w| {
+                    let s = w.call_full(
+                        "A",
+                        Some(dest),
+                        "/",
+                        Some("org.example.I"),
+                        "M",
+                        "",
+                        vec![],
+                        flags,
+                    );
+                    w.await_reply("A", s);
+                },
+            );
         }
     }
 }
@@ -686,19 +701,25 @@ fn match_rules(w: &mut World) {
     }
     for (add, remove) in [
         ("type='signal',member='X'", "member='X',type='signal'"),
-        ("type='signal',member='X'", "type='signal',member='X',member='X'"),
+        (
+            "type='signal',member='X'",
+            "type='signal',member='X',member='X'",
+        ),
         ("member='X'", "member='X',type='signal'"),
         ("arg0='a'", "arg0='a' "),
         ("type='signal'", "type='signal'"),
     ] {
-        w.case(&format!("AddMatch({add:?}) then RemoveMatch({remove:?})"), |w| {
-            let s = w.call_s("A", "AddMatch", add);
-            w.await_reply("A", s);
-            let s = w.call_s("A", "RemoveMatch", remove);
-            w.await_reply("A", s);
-            let s = w.call_s("A", "RemoveMatch", add);
-            w.await_reply("A", s);
-        });
+        w.case(
+            &format!("AddMatch({add:?}) then RemoveMatch({remove:?})"),
+            |w| {
+                let s = w.call_s("A", "AddMatch", add);
+                w.await_reply("A", s);
+                let s = w.call_s("A", "RemoveMatch", remove);
+                w.await_reply("A", s);
+                let s = w.call_s("A", "RemoveMatch", add);
+                w.await_reply("A", s);
+            },
+        );
     }
 }
 
@@ -727,21 +748,24 @@ fn properties_and_rest(w: &mut World) {
             );
             w.await_reply("A", s);
         });
-        w.case(&format!("Properties.Set({iface:?}, {prop:?}, as [])"), |w| {
-            let mut b = W::new();
-            b.str(iface).str(prop).sig("as").str_array(&[]);
-            let s = w.call_full(
-                "A",
-                Some(DRIVER),
-                DRIVER_PATH,
-                Some(PROPS),
-                "Set",
-                "ssv",
-                b.buf,
-                0,
-            );
-            w.await_reply("A", s);
-        });
+        w.case(
+            &format!("Properties.Set({iface:?}, {prop:?}, as [])"),
+            |w| {
+                let mut b = W::new();
+                b.str(iface).str(prop).sig("as").str_array(&[]);
+                let s = w.call_full(
+                    "A",
+                    Some(DRIVER),
+                    DRIVER_PATH,
+                    Some(PROPS),
+                    "Set",
+                    "ssv",
+                    b.buf,
+                    0,
+                );
+                w.await_reply("A", s);
+            },
+        );
     }
     for iface in [
         DRIVER,
@@ -771,7 +795,12 @@ fn properties_and_rest(w: &mut World) {
         ("ListActivatableNames", "ListActivatableNames", "", vec![]),
         ("GetId", "GetId", "", vec![]),
         ("ReloadConfig", "ReloadConfig", "", vec![]),
-        ("UpdateActivationEnvironment([])", "UpdateActivationEnvironment", "a{ss}", dummy("a{ss}")),
+        (
+            "UpdateActivationEnvironment([])",
+            "UpdateActivationEnvironment",
+            "a{ss}",
+            dummy("a{ss}"),
+        ),
     ] {
         w.case(label, |w| {
             reply_shape(w, DRIVER, member);
@@ -818,7 +847,14 @@ fn properties_and_rest(w: &mut World) {
             w.await_reply("A", s);
         });
     }
-    for path in [DRIVER_PATH, "/", "/org", "/org/freedesktop", "/org/freedesktop/DBus/Sub", "/x"] {
+    for path in [
+        DRIVER_PATH,
+        "/",
+        "/org",
+        "/org/freedesktop",
+        "/org/freedesktop/DBus/Sub",
+        "/x",
+    ] {
         w.case(&format!("Introspect at {path}"), |w| {
             let s = w.call_full(
                 "A",
@@ -847,9 +883,17 @@ fn become_monitor(w: &mut World) {
         ("two rules".into(), vec!["type='signal'", "member='X'"], 0),
         ("empty rule".into(), vec![""], 0),
         ("invalid rule".into(), vec!["type='nonsense'"], 0),
-        ("valid then invalid rule".into(), vec!["type='signal'", "bad"], 0),
+        (
+            "valid then invalid rule".into(),
+            vec!["type='signal'", "bad"],
+            0,
+        ),
         ("eavesdrop=false".into(), vec!["eavesdrop='false'"], 0),
-        ("sender rule".into(), vec!["sender='org.freedesktop.DBus'"], 0),
+        (
+            "sender rule".into(),
+            vec!["sender='org.freedesktop.DBus'"],
+            0,
+        ),
         ("long rule".into(), vec![long_rule.as_str()], 0),
     ];
     for (label, rules, flags) in &cases {

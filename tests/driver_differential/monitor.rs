@@ -8,7 +8,7 @@
 //! (and disconnections for the observer's NameOwnerChanged), so the order
 //! in which the bus handles them is fixed.
 
-use super::common::{MsgBuilder, W, DRIVER, DRIVER_PATH};
+use super::common::{MsgBuilder, DRIVER, DRIVER_PATH, W};
 use super::world::{World, OBSERVER_RULE};
 
 const MONITORING: &str = "org.freedesktop.DBus.Monitoring";
@@ -110,7 +110,16 @@ pub fn run_all(w: &mut World) {
     });
     w.case("monitor: unicast call and reply between peers", |w| {
         let b = w.unique("B");
-        let s = w.call_full("A", Some(&b), "/org/example", Some("org.example.I"), "M", "", vec![], 0);
+        let s = w.call_full(
+            "A",
+            Some(&b),
+            "/org/example",
+            Some("org.example.I"),
+            "M",
+            "",
+            vec![],
+            0,
+        );
         w.await_call("B", s);
         let r = MsgBuilder::new(super::common::METHOD_RETURN, 0)
             .field_u32(super::common::F_REPLY_SERIAL, s)

@@ -3,7 +3,7 @@
 
 use std::io::ErrorKind;
 
-use super::common::{Bus, Client, Msg, MsgBuilder, W, DRIVER, DRIVER_PATH, METHOD_RETURN};
+use super::common::{Bus, Client, Msg, MsgBuilder, DRIVER, DRIVER_PATH, METHOD_RETURN, W};
 use super::render::{message_line, Norm, Numbers};
 
 /// A client with a role name ("A", "B", ...).
@@ -180,7 +180,8 @@ impl World {
                 }
                 Err(e) if e.kind() == ErrorKind::TimedOut || e.kind() == ErrorKind::WouldBlock => {
                     let name = self.clients[i].name.clone();
-                    self.lines.push(format!("{name}: no reply within the timeout"));
+                    self.lines
+                        .push(format!("{name}: no reply within the timeout"));
                     return;
                 }
                 Err(e) => {
