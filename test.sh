@@ -36,9 +36,10 @@ stage_deps() {
     # dbus-tests: daemon test suite; dbus-daemon: reference daemon and the
     # session.conf busbar falls back to; dbus-bin: dbus-send, dbus-monitor,
     # dbus-run-session; python3-dbus/python3-gi: helper services;
-    # libglib2.0-bin: gdbus; systemd: busctl; dbus-broker: second reference.
+    # libglib2.0-bin: gdbus; systemd: busctl; dbus-broker: second reference;
+    # mandoc: tests/man_options.rs lints the man pages.
     ensure_packages dbus-tests dbus-daemon dbus-bin python3 python3-dbus python3-gi \
-        libglib2.0-bin systemd dbus-broker util-linux coreutils
+        libglib2.0-bin systemd dbus-broker util-linux coreutils mandoc
     command -v cargo >/dev/null 2>&1 || die "cargo not found (install a Rust toolchain with rustup)"
     if command -v rustup >/dev/null 2>&1; then
         local installed missing=() c

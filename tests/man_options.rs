@@ -3,6 +3,8 @@
 //! spelling the manual gives, and every option in busbar's usage message is
 //! documented.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::process::Command;
 
@@ -233,5 +235,35 @@ fn every_documented_spelling_is_accepted() {
         failures.is_empty(),
         "options documented in man/busbar.1 that busbar rejects:\n{}",
         failures.join("\n")
+    );
+}
+
+/// `mandoc -T lint -W warning` finds nothing in the man pages (a real
+/// `.TH` date, no empty blocks, ...). test.sh's deps stage installs mandoc.
+#[test]
+fn man_pages_lint_clean() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("man");
+    let mut pages: Vec<_> = std::fs::read_dir(&dir)
+        .expect("read man/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    pages.sort();
+    assert!(pages.len() >= 2, "man pages: {pages:?}");
+    let out = match Command::new("mandoc")
+        .args(["-T", "lint", "-W", "warning"])
+        .args(&pages)
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => return common::skip_or_fail(&format!("mandoc not runnable: {e}")),
+    };
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.trim().is_empty(),
+        "mandoc lint:\n{text}"
     );
 }

@@ -8,6 +8,8 @@
 //!
 //! A second test starts busbar with a copy of this machine's system.conf.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -20,11 +22,9 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Says why a test does not run. Written to stderr directly, not with
-/// eprintln!, so that the test harness's output capture does not hide it.
+/// Says why a test does not run (and fails under CI).
 fn skip(why: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
+    common::skip_or_fail(why)
 }
 
 fn is_root() -> bool {
@@ -306,4 +306,253 @@ fn system_conf_pidfile_written_before_dropping_privileges() {
     assert_eq!(pid.trim(), child.0.id().to_string(), "pidfile content");
     drop(child);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------------------
+// Minimal policies: a default that allows what no rule mentions cannot hide
+// behind the permissive rules of the matrix above.
+
+/// Policies with few or no rules. With no receive rule that matches, even
+/// the bus's reply to Hello is denied, so clients here never learn their
+/// unique names from the bus: the probe uses the names both daemons hand
+/// out (:1.0, :1.1).
+const MINIMAL_POLICIES: &[(&str, &str)] = &[
+    ("no policy", ""),
+    ("empty default", r#"<policy context="default"/>"#),
+    (
+        "send only",
+        r#"<policy context="default"><allow send_destination="*"/></policy>"#,
+    ),
+    (
+        "send and own",
+        r#"<policy context="default"><allow send_destination="*"/><allow own="*"/></policy>"#,
+    ),
+    (
+        "own only",
+        r#"<policy context="default"><allow own="*"/></policy>"#,
+    ),
+    (
+        "receive method_return only",
+        r#"<policy context="default"><allow receive_type="method_return"/></policy>"#,
+    ),
+    (
+        "receive signal only",
+        r#"<policy context="default"><allow receive_type="signal"/></policy>"#,
+    ),
+    (
+        "receive error only",
+        r#"<policy context="default"><allow receive_type="error"/></policy>"#,
+    ),
+    (
+        "receive method_call only",
+        r#"<policy context="default"><allow receive_type="method_call"/></policy>"#,
+    ),
+    (
+        "send, receive method_return",
+        r#"<policy context="default"><allow send_destination="*"/><allow receive_type="method_return"/></policy>"#,
+    ),
+    (
+        "send, receive signal, own",
+        r#"<policy context="default"><allow send_destination="*"/><allow receive_type="signal"/><allow own="*"/></policy>"#,
+    ),
+    (
+        "send and receive, no own",
+        r#"<policy context="default"><allow send_destination="*"/><allow receive_sender="*"/></policy>"#,
+    ),
+    (
+        "all but method returns sent",
+        r#"<policy context="default"><allow send_destination="*"/><allow receive_sender="*"/><allow own="*"/><deny send_type="method_return"/></policy>"#,
+    ),
+    (
+        "all but unrequested method returns sent",
+        r#"<policy context="default"><allow send_destination="*"/><allow receive_sender="*"/><allow own="*"/><deny send_type="method_return" send_requested_reply="false"/></policy>"#,
+    ),
+    (
+        "all but errors received",
+        r#"<policy context="default"><allow send_destination="*"/><allow receive_sender="*"/><allow own="*"/><deny receive_type="error"/></policy>"#,
+    ),
+    (
+        "requested replies only",
+        r#"<policy context="default"><allow send_requested_reply="true"/><allow receive_requested_reply="true"/></policy>"#,
+    ),
+    (
+        "send to the bus only, receive all",
+        r#"<policy context="default"><allow send_destination="org.freedesktop.DBus"/><allow receive_sender="*"/></policy>"#,
+    ),
+];
+
+/// One message as the probe records it: what, from whom, about what.
+fn describe(m: &common::Msg, names: &[(&str, &str)]) -> String {
+    let norm = |s: &str| {
+        names
+            .iter()
+            .find(|(u, _)| *u == s)
+            .map_or_else(|| s.to_string(), |(_, n)| n.to_string())
+    };
+    let from = norm(m.sender.as_deref().unwrap_or("-"));
+    let what = match m.msg_type {
+        common::METHOD_CALL => format!("call {}", m.member.as_deref().unwrap_or("")),
+        common::METHOD_RETURN if m.signature == "u" => format!("return u={}", m.arg0_u32()),
+        common::METHOD_RETURN if m.signature == "s" && from == "bus" => {
+            // Hello's reply is the unique name; GetId's a random id.
+            let s = m.arg0_str();
+            format!(
+                "return s={}",
+                if s.starts_with(':') {
+                    norm(&s)
+                } else {
+                    "id".into()
+                }
+            )
+        }
+        common::METHOD_RETURN => format!("return {}", m.signature),
+        common::ERROR => {
+            let text = if m.signature.starts_with('s') {
+                m.arg0_str()
+            } else {
+                String::new()
+            };
+            // The matched-rule count is policy; the rest of the text names
+            // pids and the like.
+            let denied = text
+                .find("matched rules")
+                .map(|i| text[..i].trim().to_string())
+                .unwrap_or_default();
+            format!("error {} {denied}", m.error_name.as_deref().unwrap_or(""))
+        }
+        _ => {
+            let arg = if m.signature.starts_with('s') {
+                norm(&m.arg0_str())
+            } else {
+                String::new()
+            };
+            format!("signal {} {arg}", m.member.as_deref().unwrap_or(""))
+        }
+    };
+    format!(
+        "{what} reply_serial={} from={from}",
+        m.reply_serial.unwrap_or(0)
+    )
+}
+
+/// Runs the probe against `daemon` with `policy`: two clients A (:1.0) and
+/// B (:1.1); returns what each received, sorted, one line per message.
+fn minimal_probe(daemon: &str, policy: &str) -> Vec<String> {
+    use common::{Bus, Client, MsgBuilder, DRIVER, DRIVER_PATH, W};
+    let bus = Bus::start_daemon_with_policy(daemon, policy);
+    let pause = || std::thread::sleep(Duration::from_millis(40));
+    let mut a = Client::connect_authed(&bus, false);
+    let s = a.call(Some(DRIVER), DRIVER_PATH, Some(DRIVER), "Hello", "", vec![]);
+    assert_eq!(s, 1);
+    pause();
+    let mut b = Client::connect_authed(&bus, false);
+    b.call(Some(DRIVER), DRIVER_PATH, Some(DRIVER), "Hello", "", vec![]);
+    pause();
+    let (ua, ub) = (":1.0", ":1.1");
+    a.call(Some(DRIVER), DRIVER_PATH, Some(DRIVER), "GetId", "", vec![]);
+    let mut w = W::new();
+    w.str("com.example.Min.A").u32(0);
+    a.call(
+        Some(DRIVER),
+        DRIVER_PATH,
+        Some(DRIVER),
+        "RequestName",
+        "su",
+        w.buf,
+    );
+    let mut w = W::new();
+    w.str("type='signal'");
+    b.call(
+        Some(DRIVER),
+        DRIVER_PATH,
+        Some(DRIVER),
+        "AddMatch",
+        "s",
+        w.buf,
+    );
+    pause();
+    // B calls A by unique and by well-known name.
+    let by_unique = b.call(Some(ua), "/x", Some("com.example.Min"), "Ping", "", vec![]);
+    let by_name = b.call(
+        Some("com.example.Min.A"),
+        "/x",
+        Some("com.example.Min"),
+        "Ping",
+        "",
+        vec![],
+    );
+    pause();
+    // A answers: a return and an error (requested if the calls arrived),
+    // an unrequested return, a unicast and a broadcast signal.
+    a.send(
+        MsgBuilder::new(common::METHOD_RETURN, 0)
+            .field_u32(common::F_REPLY_SERIAL, by_unique)
+            .field_str(common::F_DESTINATION, 's', ub),
+    );
+    a.send(
+        MsgBuilder::new(common::ERROR, 0)
+            .field_u32(common::F_REPLY_SERIAL, by_name)
+            .field_str(common::F_ERROR_NAME, 's', "com.example.Min.Error")
+            .field_str(common::F_DESTINATION, 's', ub),
+    );
+    a.send(
+        MsgBuilder::new(common::METHOD_RETURN, 0)
+            .field_u32(common::F_REPLY_SERIAL, 999)
+            .field_str(common::F_DESTINATION, 's', ub),
+    );
+    a.send(
+        MsgBuilder::signal(0, "/x", "com.example.Min", "Unicast").field_str(
+            common::F_DESTINATION,
+            's',
+            ub,
+        ),
+    );
+    a.send(MsgBuilder::signal(0, "/x", "com.example.Min", "Broadcast"));
+    let names = [(ua, "A"), (ub, "B"), (DRIVER, "bus")];
+    let mut out = Vec::new();
+    for (label, c) in [("A", &mut a), ("B", &mut b)] {
+        while let Some(m) = c.read_msg_within(Duration::from_millis(400)) {
+            out.push(format!("{label} got {}", describe(&m, &names)));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Each minimal policy gives the same deliveries and errors with busbar as
+/// with dbus-daemon, started one after the other in this test.
+#[test]
+fn minimal_policies_match_dbus_daemon() {
+    if !Path::new(DBUS_DAEMON).exists() {
+        return common::skip_or_fail(
+            "minimal_policies_match_dbus_daemon needs /usr/bin/dbus-daemon",
+        );
+    }
+    let mut differ = Vec::new();
+    for (what, policy) in MINIMAL_POLICIES {
+        let ours = minimal_probe(env!("CARGO_BIN_EXE_busbar"), policy);
+        let theirs = minimal_probe(DBUS_DAEMON, policy);
+        if ours != theirs {
+            differ.push(format!(
+                "{what}:\n  busbar:\n    {}\n  dbus-daemon:\n    {}",
+                ours.join("\n    "),
+                theirs.join("\n    ")
+            ));
+        }
+        if *what == "send and own" {
+            // The case that hid a permissive default: no receive rule
+            // matches the reply to Hello.
+            assert!(
+                !theirs.iter().any(|l| l.contains("return s=A")),
+                "dbus-daemon delivered Hello's reply: {theirs:?}"
+            );
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "{} of {} minimal policies differ:\n{}",
+        differ.len(),
+        MINIMAL_POLICIES.len(),
+        differ.join("\n")
+    );
 }

@@ -219,29 +219,49 @@ pub fn auto_start(
             out,
         },
     )
+    .map(drop)
 }
 
-/// StartServiceByName for a name nobody owns: the reply comes when the
-/// service owns the name (or the activation fails).
+/// StartServiceByName: ServiceUnknown when no .service file provides `name`
+/// (even if it has an owner), DBUS_START_REPLY_ALREADY_RUNNING when it is
+/// activatable and owned; otherwise the reply comes when the service owns
+/// the name (or the activation fails).
 pub fn start_service_by_name(
     bus: &mut Bus,
     sid: u64,
     name: &str,
     inb: &Inbound,
 ) -> Result<Reply, Denied> {
-    activate(
-        bus,
-        Some(sid),
-        name,
-        Held::Start {
-            sender: sid,
-            serial: inb.header.serial,
-        },
-    )?;
-    Ok(Reply::Sent)
+    let held = Held::Start {
+        sender: sid,
+        serial: inb.header.serial,
+    };
+    match activate(bus, Some(sid), name, held)? {
+        Started::AlreadyRunning => {
+            // DBUS_START_REPLY_ALREADY_RUNNING
+            let mut w = Writer::new();
+            w.u32(2);
+            Ok(Reply::Body("u", w.into_bytes()))
+        }
+        Started::Pending => Ok(Reply::Sent),
+    }
 }
 
-fn activate(bus: &mut Bus, requester: Option<u64>, name: &str, held: Held) -> Result<(), Denied> {
+/// What [`activate`] did with a request.
+enum Started {
+    /// The request is held until the service owns the name.
+    Pending,
+    /// StartServiceByName for an activatable name that has an owner already;
+    /// nothing was held.
+    AlreadyRunning,
+}
+
+fn activate(
+    bus: &mut Bus,
+    requester: Option<u64>,
+    name: &str,
+    held: Held,
+) -> Result<Started, Denied> {
     let limit = bus.config.limits.max_pending_service_starts;
     if bus.activation.n_held as u64 >= limit {
         return Err(denied(
@@ -283,10 +303,17 @@ fn activate(bus: &mut Bus, requester: Option<u64>, name: &str, held: Held) -> Re
             Some(name),
         )?;
     }
+    // Like dbus-daemon, StartServiceByName asks whether the name has an owner
+    // only after finding its activation entry: a running service with no
+    // .service file (or a unique name, or the bus itself) is ServiceUnknown.
+    // An auto-start never gets here for an owned name.
+    if matches!(held, Held::Start { .. }) && bus.lookup(name).is_some() {
+        return Ok(Started::AlreadyRunning);
+    }
     if let Some(p) = bus.activation.pending.get_mut(name) {
         p.held.push(held);
         bus.activation.n_held += 1;
-        return Ok(());
+        return Ok(Started::Pending);
     }
     let timeout = Duration::from_millis(bus.config.limits.service_start_timeout);
     bus.activation.pending.insert(
@@ -302,9 +329,11 @@ fn activate(bus: &mut Bus, requester: Option<u64>, name: &str, held: Held) -> Re
     bus.activation.n_held += 1;
     if systemd_self {
         // Wait for systemd to connect.
-        return Ok(());
+        return Ok(Started::Pending);
     }
-    let Some(entry) = entry else { return Ok(()) };
+    let Some(entry) = entry else {
+        return Ok(Started::Pending);
+    };
     let requester_desc = requester
         .and_then(|r| bus.peers.get(&r))
         .map(|p| format!("'{}' ({})", p.name(), p.loginfo))
@@ -319,7 +348,7 @@ fn activate(bus: &mut Bus, requester: Option<u64>, name: &str, held: Held) -> Re
                 remove_pending(bus, name);
                 return Err(d);
             }
-            return Ok(());
+            return Ok(Started::Pending);
         }
     }
     crate::log::info(&format!(
@@ -330,7 +359,7 @@ fn activate(bus: &mut Bus, requester: Option<u64>, name: &str, held: Held) -> Re
             if let Some(p) = bus.activation.pending.get_mut(name) {
                 p.pid = Some(pid);
             }
-            Ok(())
+            Ok(Started::Pending)
         }
         Err(d) => {
             crate::log::info(&format!("Failed to activate service {name}: {}", d.text));
@@ -370,7 +399,7 @@ fn request_from_systemd(bus: &mut Bus, unit: &str) -> Result<(), Denied> {
             deliver_from_driver(bus, id, &out);
             Ok(())
         }
-        None => activate(bus, None, SYSTEMD_NAME, Held::Driver { out }),
+        None => activate(bus, None, SYSTEMD_NAME, Held::Driver { out }).map(drop),
     }
 }
 

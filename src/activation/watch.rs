@@ -1,6 +1,6 @@
 //! Watching service directories with inotify, as dbus-daemon does, so a
-//! .service file that appears, changes or goes away is seen without a
-//! reload. Directories that do not exist cannot be watched; for those the
+//! .service file that is written, moved in or out, or deleted is seen
+//! without a reload. Directories that do not exist cannot be watched; for those the
 //! index's modification-time check on lookup still applies.
 
 use std::os::fd::{AsFd, AsRawFd, RawFd};
@@ -39,15 +39,15 @@ impl DirWatch {
             let _ = self.inotify.rm_watch(wd);
         }
         self.watches = keep;
-        let flags = AddWatchFlags::IN_CREATE
+        // dbus-daemon's mask (bus/dir-watch-inotify.c): a file counts once
+        // it is closed after writing, moved in or out, or deleted. Creation
+        // and each write are not events, so a file still being written is
+        // never read half-done (which would log `No "Name" key` and the
+        // like for a file that is fine once complete).
+        let flags = AddWatchFlags::IN_CLOSE_WRITE
             | AddWatchFlags::IN_DELETE
-            | AddWatchFlags::IN_CLOSE_WRITE
-            | AddWatchFlags::IN_MOVED_FROM
             | AddWatchFlags::IN_MOVED_TO
-            | AddWatchFlags::IN_MODIFY
-            | AddWatchFlags::IN_ATTRIB
-            | AddWatchFlags::IN_DELETE_SELF
-            | AddWatchFlags::IN_MOVE_SELF;
+            | AddWatchFlags::IN_MOVED_FROM;
         for d in dirs {
             if self.watches.iter().any(|(w, _)| w == d) {
                 continue;

@@ -252,24 +252,6 @@ impl Bus {
         }
     }
 
-    /// Shows a message the driver built to monitors.
-    pub fn capture_driver_message(&mut self, m: &OutMsg) {
-        let bytes = m.head.clone();
-        let Ok(h) = Header::parse(&bytes, 0) else {
-            return;
-        };
-        let dest = h.destination(&bytes).and_then(|d| self.lookup(d));
-        self.capture(
-            None,
-            dest,
-            m,
-            View {
-                h: &h,
-                bytes: &bytes,
-            },
-        );
-    }
-
     /// Shows monitors the error the bus would send back to the sender of
     /// `h` (`to`; None for the driver itself), even when it is not sent,
     /// e.g. for a rejected broadcast.
@@ -303,7 +285,13 @@ impl Bus {
     }
 
     /// Sends a unicast message from the driver, subject to the recipient's
-    /// receive policy.
+    /// receive policy. As dbus-daemon (bus_transaction_send_from_driver),
+    /// this holds for every message from the bus, replies and errors
+    /// included: a reply is a requested reply, but with no receive rule that
+    /// matches it is still denied (even the reply to Hello), and the bus
+    /// drops it silently. Monitors see it either way, and the error it
+    /// would have caused. A connection that is not registered yet has no
+    /// policy and receives anything from the bus.
     pub fn send_from_driver_checked(&mut self, to: u64, bytes: Vec<u8>) {
         let m = OutMsg {
             head: Rc::new(bytes),

@@ -107,7 +107,7 @@ impl Bus {
             unique: HashMap::new(),
             names: Registry::default(),
             replies: Replies::default(),
-            next_unique: 1,
+            next_unique: 0,
             next_id: 1,
             config,
             sasl,
@@ -224,16 +224,11 @@ impl Bus {
         self.send_from_driver(to, bytes);
     }
 
-    /// Sends a message the driver built to `to` (and shows it to monitors).
+    /// Sends a message the driver built to `to` (a reply, an error or a
+    /// signal): monitors see it, then `to`'s receive policy decides, as for
+    /// any other message (see [`Bus::send_from_driver_checked`]).
     pub fn send_from_driver(&mut self, to: u64, bytes: Vec<u8>) {
-        let m = OutMsg {
-            head: Rc::new(bytes),
-            body: None,
-        };
-        if !self.monitors.is_empty() {
-            self.capture_driver_message(&m);
-        }
-        self.deliver(to, m);
+        self.send_from_driver_checked(to, bytes);
     }
 
     /// Emits the signals a name change produced.

@@ -342,20 +342,27 @@ impl Bus {
         let was_incomplete = p.unique_name.is_none();
         let unique = p.unique_name.clone();
         let is_monitor = matches!(p.state, PeerState::Monitor);
+        // As dbus-daemon (bus_connection_disconnected): names go in the
+        // reverse order they were requested, the unique name (taken at
+        // Hello) last. For each name the departing connection was primary
+        // owner of: NameLost addressed to it (only monitors see it, and only
+        // if its receive policy allows it, as the socket is gone), then
+        // NameOwnerChanged, then NameAcquired for the next queued owner.
         let mut events = Vec::new();
-        // Last joined, first released: dbus-daemon gives up a departing
-        // connection's names from the end of its list.
         for n in names.iter().rev() {
             self.names.remove(n, id, &mut events);
         }
         if let Some(u) = unique.as_ref().filter(|_| !is_monitor) {
+            events.push(NameEvent::Lost {
+                peer: id,
+                name: u.clone(),
+            });
             events.push(NameEvent::OwnerChanged {
                 name: u.clone(),
                 old: Some(id),
                 new: None,
             });
         }
-        events.retain(|e| !matches!(e, NameEvent::Lost { peer, .. } | NameEvent::Acquired { peer, .. } if *peer == id));
         self.emit_name_events(events);
         if let Some(u) = &unique {
             if self.unique.get(u) == Some(&id) {

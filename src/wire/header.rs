@@ -318,7 +318,7 @@ impl Header {
             return Err(WireError("message claims more fds than were sent"));
         }
         let sig = h.signature(msg).unwrap_or("").as_bytes();
-        validate_body(sig, &msg[h.body_start..], endian, h.unix_fds)?;
+        validate_body(sig, &msg[h.body_start..], endian)?;
         Ok(h)
     }
 
