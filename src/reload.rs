@@ -28,6 +28,9 @@ pub fn reload(bus: &mut Bus) -> Result<(), String> {
         bus.refresh_policy(id);
     }
     crate::activation::reload(bus);
+    // dbus-daemon rereads its service directories on every reload and
+    // announces it, whether or not anything changed.
+    bus.emit_activatable_services_changed();
     crate::log::info("Reloaded configuration");
     Ok(())
 }

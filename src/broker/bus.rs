@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use policy::Config;
 
 use super::names::{NameEvent, Registry};
-use super::peer::{OutMsg, Peer, PeerState};
+use super::peer::{OutMsg, Peer};
 use super::replies::Replies;
 use crate::driver::build;
 use crate::transport::sasl::SaslConfig;
@@ -53,8 +53,11 @@ pub struct Bus {
     pub config: Rc<Config>,
     /// SASL settings derived from the configuration.
     pub sasl: Rc<SaslConfig>,
-    /// The bus GUID (also GetId).
+    /// The GUID of the listening addresses (`,guid=` and SASL OK).
     pub guid: String,
+    /// The bus's own id (GetId). The specification and dbus-daemon keep it
+    /// distinct from the addresses' GUID.
+    pub id: String,
     /// Serial counter for messages the driver sends.
     pub serial: u32,
     /// Peers with queued output, to flush after this batch.
@@ -89,6 +92,13 @@ pub struct Bus {
     pub address: String,
 }
 
+/// 32 random hex digits.
+fn random_id() -> String {
+    let mut b = [0u8; 16];
+    let _ = getrandom::getrandom(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 impl Bus {
     /// A bus with no connections.
     pub fn new(config: Rc<Config>, sasl: Rc<SaslConfig>, guid: String) -> Bus {
@@ -102,6 +112,7 @@ impl Bus {
             config,
             sasl,
             guid,
+            id: random_id(),
             serial: 0,
             dirty: Vec::new(),
             to_close: Vec::new(),
@@ -205,11 +216,9 @@ impl Bus {
 
     /// Sends an error from the driver to `to` in reply to its call `reply_serial`.
     pub fn send_error_serial(&mut self, to: u64, reply_serial: u32, name: &str, text: &str) {
-        let dest = self
-            .peers
-            .get(&to)
-            .filter(|p| p.is_active() || matches!(p.state, PeerState::Monitor))
-            .and_then(|p| p.unique_name.clone());
+        // A connection that has not said Hello yet is addressed as
+        // ":not.active.yet", as dbus-daemon does.
+        let dest: Option<Rc<str>> = self.peers.get(&to).map(|p| Rc::from(p.name()));
         let serial = self.next_serial();
         let bytes = build::error(serial, reply_serial, dest.as_deref(), name, text);
         self.send_from_driver(to, bytes);
@@ -279,6 +288,22 @@ impl Bus {
             "NameOwnerChanged",
             "sss",
             w.as_bytes(),
+        );
+        self.broadcast_from_driver(bytes);
+    }
+
+    /// Broadcasts ActivatableServicesChanged (no arguments), which
+    /// dbus-daemon sends after it has reread its service directories.
+    pub fn emit_activatable_services_changed(&mut self) {
+        let serial = self.next_serial();
+        let bytes = build::signal(
+            serial,
+            None,
+            DBUS_PATH,
+            DBUS_IFACE,
+            "ActivatableServicesChanged",
+            "",
+            &[],
         );
         self.broadcast_from_driver(bytes);
     }

@@ -57,7 +57,12 @@ impl Bus {
             // the driver acts on) in a transaction of its own, so monitors
             // see the resulting errors before the signal itself.
             let signal_first = h.msg_type == msg_type::SIGNAL;
-            if !self.monitors.is_empty() && !signal_first {
+            // dbus-daemon shows monitors a Hello from a connection that has
+            // no name yet once the driver has given it one, with that name
+            // as its sender, just before the reply (see capture_hello).
+            let hello =
+                !active && h.msg_type == msg_type::METHOD_CALL && h.member(bytes) == Some("Hello");
+            if !self.monitors.is_empty() && !signal_first && !hello {
                 self.capture(Some(sid), None, &out, v);
             }
             if let Err(d) = self.check_security(Some(sid), None, None, &v, None) {
@@ -117,6 +122,25 @@ impl Bus {
             Some(r) => self.deliver_to_owner(sid, r, &inb, &out),
             None => self.dispatch_matches(Some(sid), None, &out, v),
         }
+    }
+
+    /// Shows monitors the Hello that `sid` sent, with the unique name it has
+    /// just been given as its sender. The driver calls this between giving
+    /// the name and replying, which is where dbus-daemon's monitors see it.
+    pub fn capture_hello(&mut self, sid: u64, inb: &Inbound) {
+        if self.monitors.is_empty() || !inb.body().is_empty() {
+            return;
+        }
+        let Some(name) = self.unique_name(sid) else {
+            return;
+        };
+        let h = &inb.header;
+        let bytes = &inb.bytes;
+        let out = OutMsg {
+            head: Rc::new(forward_header(h, bytes, &name)),
+            body: None,
+        };
+        self.capture(Some(sid), None, &out, View { h, bytes });
     }
 
     /// Delivers a message from `sid` to the connection `r` that owns its

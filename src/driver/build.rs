@@ -43,6 +43,20 @@ pub fn method_return(
     finish(hb, dest, sig, body)
 }
 
+/// A method return with neither SENDER nor DESTINATION: what dbus-daemon's
+/// own connection sends when it answers a Peer method that had no
+/// destination.
+pub fn anonymous_return(serial: u32, reply_serial: u32, sig: &str, body: &[u8]) -> Vec<u8> {
+    let mut hb = start(msg_type::METHOD_RETURN, body, serial);
+    hb.u32(field::REPLY_SERIAL, reply_serial);
+    if !sig.is_empty() {
+        hb.signature(sig);
+    }
+    let mut out = hb.finish();
+    out.extend_from_slice(body);
+    out
+}
+
 /// An error from the driver with a single string argument.
 pub fn error(
     serial: u32,

@@ -17,7 +17,8 @@ fn creds_of(bus: &Bus, name: &str, what: &str) -> Result<Creds, Denied> {
         return Ok(Creds {
             uid: Some(nix::unistd::geteuid().as_raw()),
             pid: Some(std::process::id()),
-            gids: own_groups(),
+            // dbus-daemon reports only its uid and pid for itself.
+            gids: Vec::new(),
         });
     }
     let Some(p) = bus.lookup(name).and_then(|id| bus.peers.get(&id)) else {
@@ -31,16 +32,6 @@ fn creds_of(bus: &Bus, name: &str, what: &str) -> Result<Creds, Denied> {
         pid: p.creds.pid,
         gids: p.gids.clone(),
     })
-}
-
-fn own_groups() -> Vec<u32> {
-    let mut g: Vec<u32> = nix::unistd::getgroups()
-        .map(|v| v.into_iter().map(|g| g.as_raw()).collect())
-        .unwrap_or_default();
-    g.push(nix::unistd::getegid().as_raw());
-    g.sort_unstable();
-    g.dedup();
-    g
 }
 
 fn u32_reply(v: u32) -> Reply {
@@ -124,13 +115,18 @@ pub(super) fn get_selinux_context(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, 
 
 pub(super) fn get_id(bus: &mut Bus, _c: &Call<'_>) -> Result<Reply, Denied> {
     let mut w = Writer::new();
-    w.string(&bus.guid);
+    w.string(&bus.id);
     Ok(Reply::Body("s", w.into_bytes()))
 }
 
 pub(super) fn reload_config(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
     match crate::reload::reload(bus) {
-        Ok(()) => Ok(Reply::Body("", Vec::new())),
+        Ok(()) => {
+            // Unlike the other empty replies, dbus-daemon sends this one
+            // even with NO_REPLY_EXPECTED.
+            super::reply_always(bus, c);
+            Ok(Reply::Sent)
+        }
         Err(e) => {
             let _ = c;
             Err(denied(errors::FAILED, e))

@@ -132,7 +132,7 @@ pub static INTERFACES: &[Interface] = &[
             m("GetConnectionCredentials", "s", "a{sv}", ANY_PATH, info::get_connection_credentials),
         ],
         properties: &[("Features", "as"), ("Interfaces", "as")],
-        extra: "    <signal name=\"NameOwnerChanged\">\n      <arg type=\"s\"/>\n      <arg type=\"s\"/>\n      <arg type=\"s\"/>\n    </signal>\n    <signal name=\"NameLost\">\n      <arg type=\"s\"/>\n    </signal>\n    <signal name=\"NameAcquired\">\n      <arg type=\"s\"/>\n    </signal>\n",
+        extra: "    <signal name=\"NameOwnerChanged\">\n      <arg type=\"s\"/>\n      <arg type=\"s\"/>\n      <arg type=\"s\"/>\n    </signal>\n    <signal name=\"NameLost\">\n      <arg type=\"s\"/>\n    </signal>\n    <signal name=\"NameAcquired\">\n      <arg type=\"s\"/>\n    </signal>\n    <signal name=\"ActivatableServicesChanged\">\n    </signal>\n",
         any_path: true,
         interesting: false,
     },
@@ -189,9 +189,25 @@ pub static INTERFACES: &[Interface] = &[
     },
 ];
 
+/// Sends an empty method return to the caller of `c` even when it set
+/// NO_REPLY_EXPECTED (dbus-daemon's ReloadConfig does so).
+pub fn reply_always(bus: &mut Bus, c: &Call<'_>) {
+    let dest = bus.unique_name(c.sid);
+    let serial = bus.next_serial();
+    let bytes = build::method_return(serial, c.h().serial, dest.as_deref(), "", &[]);
+    bus.send_from_driver(c.sid, bytes);
+}
+
 /// Sends a method return to the caller of `c`.
+///
+/// NO_REPLY_EXPECTED suppresses only replies with no arguments (AddMatch,
+/// RemoveMatch, Ping, ReloadConfig, ...). That is dbus-daemon 1.14: its
+/// driver checks the flag only where it acknowledges a call with an empty
+/// return, and answers every method that returns a value (and every error)
+/// regardless. The specification allows either ("the reply may be
+/// omitted"); clients that set the flag discard what comes back.
 pub fn reply(bus: &mut Bus, c: &Call<'_>, sig: &str, body: &[u8]) {
-    if c.h().no_reply_expected() {
+    if c.h().no_reply_expected() && sig.is_empty() {
         return;
     }
     let dest = bus.unique_name(c.sid);

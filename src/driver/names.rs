@@ -77,6 +77,7 @@ pub(super) fn hello(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
     }
     bus.incomplete = bus.incomplete.saturating_sub(1);
     bus.unique.insert(name.clone(), c.sid);
+    bus.capture_hello(c.sid, c.inb);
     reply(bus, c, "s", &string_body(&name));
     bus.emit_name_events(vec![
         NameEvent::OwnerChanged {

@@ -40,7 +40,7 @@ fn write_strings(w: &mut Writer, items: &[&str]) {
 fn write_value(bus: &Bus, w: &mut Writer, prop: &str) {
     match prop {
         "Features" => {
-            let mut f = vec!["HeaderFiltering"];
+            let mut f = vec!["ActivatableServicesChanged", "HeaderFiltering"];
             if bus.systemd_activation {
                 f.push("SystemdActivation");
             }

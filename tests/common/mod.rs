@@ -100,6 +100,13 @@ impl Bus {
         Bus::start_full(Some(daemon), None, Some(policy), "", None, true)
     }
 
+    /// Like [`Bus::start_with`], but runs `daemon` whatever
+    /// `BUSBAR_TEST_DAEMON` says (the differential tests start busbar and
+    /// dbus-daemon in the same run).
+    pub fn start_daemon(daemon: &str, extra: &str) -> Bus {
+        Bus::start_full(Some(daemon), None, None, extra, None, false)
+    }
+
     /// Like [`Bus::start_with`], with the daemon's stderr going to a file
     /// that [`Bus::stderr_log`] reads.
     pub fn start_logging(extra: &str) -> Bus {
