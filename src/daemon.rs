@@ -648,20 +648,28 @@ impl Loop {
         for p in bus.peers.values().filter(|p| !p.closing) {
             if p.auth_deadline.is_some_and(|d| d <= now) {
                 // dbus-daemon's words; incomplete means until Hello.
-                crate::log::warning(&format!(
-                    "Connection has not authenticated soon enough, closing it \
-                     (auth_timeout={}ms)",
-                    limits.auth_timeout
-                ));
+                crate::log::peer_warning(
+                    crate::log::Kind::AuthTimeout,
+                    &p.who(),
+                    &format!(
+                        "Connection has not authenticated soon enough, closing it \
+                         (auth_timeout={}ms)",
+                        limits.auth_timeout
+                    ),
+                );
                 expired.push(p.id);
             } else if p.pending_fd_since.is_some_and(|s| s + pending_fd <= now) {
-                crate::log::warning(&format!(
-                    "Connection \"{}\" ({}) has had Unix fds pending for too long, \
-                     closing it (pending_fd_timeout={} ms)",
-                    p.name(),
-                    p.loginfo,
-                    limits.pending_fd_timeout
-                ));
+                crate::log::peer_warning(
+                    crate::log::Kind::LimitReached,
+                    &p.who(),
+                    &format!(
+                        "Connection \"{}\" ({}) has had Unix fds pending for too long, \
+                         closing it (pending_fd_timeout={} ms)",
+                        p.name(),
+                        p.loginfo,
+                        limits.pending_fd_timeout
+                    ),
+                );
                 expired.push(p.id);
             }
         }
