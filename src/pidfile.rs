@@ -38,7 +38,8 @@ pub fn check_absent(path: &Path) -> Result<(), String> {
 /// (0600 under umask 077); busbar always makes it world-readable, as a pid
 /// file is meant to be read by tools that are not root.
 pub fn write(path: &Path, pid: u32) -> Result<(), String> {
-    let fail = |e: std::io::Error| format!("Failed to open \"{}\": {}", path.display(), strerror(&e));
+    let fail =
+        |e: std::io::Error| format!("Failed to open \"{}\": {}", path.display(), strerror(&e));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -142,7 +142,10 @@ pub fn replace_with_dev_null(fd: RawFd) {
             let _ = nix::unistd::dup2(n, fd);
             let _ = nix::unistd::close(n);
         } else {
-            let _ = nix::fcntl::fcntl(n, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()));
+            let _ = nix::fcntl::fcntl(
+                n,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+            );
         }
     }
 }
