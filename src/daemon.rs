@@ -28,14 +28,14 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Reads from one socket per wake-up before others get a turn.
 const READS_PER_TURN: usize = 16;
 
-/// Reopens fds 1/2 from /dev/null if closed, and fd 0 (unless it is a
-/// --print-address/--print-pid target, replaced once written), so no
-/// socket ever lands on a standard fd.
-fn ensure_standard_fds(replace_stdin: bool) {
+/// Points fd 0 at /dev/null, and fds 1/2 if closed, so no socket ever
+/// lands on a standard fd (dbus-daemon forces stdin to /dev/null too, so
+/// --print-address=0 prints into /dev/null with both).
+fn ensure_standard_fds() {
     use nix::fcntl::{fcntl, FcntlArg};
     for fd in 0..3 {
         let closed = fcntl(fd, FcntlArg::F_GETFD).is_err();
-        if closed || (fd == 0 && replace_stdin) {
+        if closed || fd == 0 {
             crate::printfd::replace_with_dev_null(fd);
         }
     }
@@ -122,7 +122,7 @@ pub fn run(opts: Options) -> i32 {
     // Before any fd is opened: a print fd that is not open must not come
     // to name one of the bus's sockets.
     let prints = PrintFds::claim(&[opts.print_address, opts.print_pid]);
-    ensure_standard_fds(!prints.uses_stdin());
+    ensure_standard_fds();
     match run_inner(opts, prints) {
         Ok(()) => 0,
         Err(e) => {

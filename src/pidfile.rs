@@ -12,9 +12,12 @@ use std::path::Path;
 /// The text of an OS error without Rust's " (os error N)" suffix, as
 /// dbus-daemon words its errors.
 pub fn strerror(e: &std::io::Error) -> String {
-    match e.raw_os_error() {
-        Some(n) => nix::errno::Errno::from_raw(n).desc().to_string(),
-        None => e.to_string(),
+    // std words it with strerror(), as libdbus does; nix's own table
+    // differs ("Bad file number" for EBADF).
+    let text = e.to_string();
+    match text.rfind(" (os error ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
     }
 }
 

@@ -5,9 +5,9 @@
 //!
 //! As dbus-daemon does:
 //! - fds 1 and 2 are written through stdout and stderr and stay open;
-//! - any other fd is closed after its line, so a reader sees end-of-file.
-//!   For fd 0 that means /dev/null takes its place, so no socket lands on
-//!   a standard fd;
+//! - fd 0 is /dev/null by then (both daemons point stdin at /dev/null
+//!   first thing), so a line printed there is lost, and fd 0 stays open;
+//! - any other fd is closed after its line, so a reader sees end-of-file;
 //! - when both options name the same fd (other than 1 or 2), dbus-daemon
 //!   closes it after the address and then fails to write the pid ("Bad
 //!   file descriptor", exit 1). busbar does the same, without ever closing
@@ -21,7 +21,7 @@ use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
 enum Dest {
     Stdout,
     Stderr,
-    /// fd 0, replaced by /dev/null once written.
+    /// fd 0 (/dev/null by the time anything is printed).
     Stdin,
     /// An fd above 2 that was open at start-up.
     Owned(File),
@@ -59,8 +59,8 @@ impl PrintFds {
             let dest = match fd {
                 1 => Dest::Stdout,
                 2 => Dest::Stderr,
-                _ if !is_open(fd) => Dest::Closed,
                 0 => Dest::Stdin,
+                _ if !is_open(fd) => Dest::Closed,
                 _ => {
                     // SAFETY: `fd` is open (F_GETFD succeeded) and was
                     // handed to busbar on the command line for this one
@@ -80,13 +80,6 @@ impl PrintFds {
         PrintFds { slots }
     }
 
-    /// Whether fd 0 is a print target (so it must not be replaced yet).
-    pub fn uses_stdin(&self) -> bool {
-        self.slots
-            .iter()
-            .any(|(fd, d)| *fd == 0 && matches!(d, Dest::Stdin))
-    }
-
     /// Writes `text` to `fd`, then closes it unless it is stdout or
     /// stderr. The error is dbus-daemon's wording.
     pub fn print(&mut self, fd: RawFd, text: &str) -> Result<(), String> {
@@ -99,12 +92,7 @@ impl PrintFds {
                 out.write_all(text.as_bytes()).and_then(|()| out.flush())
             }
             Dest::Stderr => io::stderr().lock().write_all(text.as_bytes()),
-            Dest::Stdin => {
-                let r = write_all_fd(io::stdin().as_fd(), text.as_bytes());
-                replace_with_dev_null(0);
-                *dest = Dest::Closed;
-                r
-            }
+            Dest::Stdin => write_all_fd(io::stdin().as_fd(), text.as_bytes()),
             Dest::Owned(_) => {
                 let Dest::Owned(mut f) = std::mem::replace(dest, Dest::Closed) else {
                     unreachable!("matched Owned above")

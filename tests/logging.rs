@@ -57,7 +57,7 @@ const QUICK_AUTH: &str = r#"<limit name="auth_timeout">300</limit>"#;
 fn dead_stderr_pipe_does_not_kill_the_bus() {
     let dir = TempDir::new("dead-stderr");
     let cfg = write_config(dir.path(), QUICK_AUTH);
-    let (r, w) = nix::unistd::pipe().unwrap();
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
     let mut cmd = daemon_command(&cfg);
     cmd.arg("--nosyslog")
         .arg("--print-address=1")
@@ -90,7 +90,7 @@ fn stderr_dead_before_start_does_not_kill_the_bus() {
         dir.path(),
         &format!("{QUICK_AUTH}<policy user=\"busbar-no-such-user\"><allow own=\"a.b\"/></policy>"),
     );
-    let (r, w) = nix::unistd::pipe().unwrap();
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
     drop(r);
     let mut cmd = daemon_command(&cfg);
     cmd.arg("--nosyslog")
@@ -106,7 +106,7 @@ fn stderr_dead_before_start_does_not_kill_the_bus() {
 /// stays open (writes would block, not fail).
 fn full_pipe() -> (OwnedFd, OwnedFd) {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    let (r, w) = nix::unistd::pipe().unwrap();
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
     fcntl(w.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).unwrap();
     let chunk = [b'x'; 4096];
     loop {
