@@ -2,7 +2,7 @@
 //! readiness loop that drives every socket, signal and timer.
 
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use crate::broker::bus::Bus;
 use crate::broker::peer::Flush;
 use crate::cli::{ConfigChoice, Options, Override};
+use crate::printfd::PrintFds;
 use crate::transport::address::parse_addresses;
 use crate::transport::listener::{listen, take_systemd_fds, Bound};
 
@@ -27,43 +28,17 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Reads from one socket per wake-up before others get a turn.
 const READS_PER_TURN: usize = 16;
 
-fn random_guid() -> String {
-    let mut b = [0u8; 16];
-    let _ = getrandom::getrandom(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// Reopens fd 0 from /dev/null and fds 1/2 if closed, so no socket ever
-/// lands on a standard fd.
+/// Points fd 0 at /dev/null, and fds 1/2 if closed, so no socket ever
+/// lands on a standard fd (dbus-daemon forces stdin to /dev/null too, so
+/// --print-address=0 prints into /dev/null with both).
 fn ensure_standard_fds() {
-    use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
-    use nix::sys::stat::Mode;
+    use nix::fcntl::{fcntl, FcntlArg};
     for fd in 0..3 {
         let closed = fcntl(fd, FcntlArg::F_GETFD).is_err();
-        if fd == 0 || closed {
-            if let Ok(n) = open("/dev/null", OFlag::O_RDWR, Mode::empty()) {
-                if n != fd {
-                    let _ = nix::unistd::dup2(n, fd);
-                    let _ = nix::unistd::close(n);
-                }
-            }
+        if closed || fd == 0 {
+            crate::printfd::replace_with_dev_null(fd);
         }
     }
-}
-
-/// Writes `text` to `fd` in one write; closes `fd` unless it is stdout.
-fn print_to_fd(fd: RawFd, text: &str) -> io::Result<()> {
-    if fd == 1 {
-        let mut out = io::stdout().lock();
-        out.write_all(text.as_bytes())?;
-        return out.flush();
-    }
-    // SAFETY: the fd number was handed to us on the command line for this
-    // purpose (as dbus-daemon's --print-address=FD); we take ownership so it
-    // is closed after the single write, and no other code uses that number.
-    let f = unsafe { OwnedFd::from_raw_fd(fd) };
-    let mut file = std::fs::File::from(f);
-    file.write_all(text.as_bytes())
 }
 
 fn raise_fd_limit() {
@@ -126,14 +101,17 @@ fn daemonize(keep_umask: bool) -> Result<OwnedFd, String> {
 pub fn check_config(path: &std::path::Path) -> i32 {
     match policy::load_file(path) {
         Ok(cfg) => {
+            // Plain writes whose failure is ignored: println! panics when
+            // stdout is closed or a dead pipe.
+            let mut err = io::stderr().lock();
             for w in &cfg.warnings {
-                eprintln!("{}: warning: {w}", path.display());
+                let _ = writeln!(err, "{}: warning: {w}", path.display());
             }
-            println!("{}: OK", path.display());
+            let _ = writeln!(io::stdout().lock(), "{}: OK", path.display());
             0
         }
         Err(e) => {
-            eprintln!("{}: {}", path.display(), e.located());
+            let _ = writeln!(io::stderr().lock(), "{}: {}", path.display(), e.located());
             1
         }
     }
@@ -141,17 +119,20 @@ pub fn check_config(path: &std::path::Path) -> i32 {
 
 /// Runs the bus until SIGTERM/SIGINT. Returns the exit status.
 pub fn run(opts: Options) -> i32 {
+    // Before any fd is opened: a print fd that is not open must not come
+    // to name one of the bus's sockets.
+    let prints = PrintFds::claim(&[opts.print_address, opts.print_pid]);
     ensure_standard_fds();
-    match run_inner(opts) {
+    match run_inner(opts, prints) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("Failed to start message bus: {e}");
+            crate::log::startup_failed(&e);
             1
         }
     }
 }
 
-fn run_inner(opts: Options) -> Result<(), String> {
+fn run_inner(opts: Options, mut prints: PrintFds) -> Result<(), String> {
     crate::notify::init();
     let choice = opts.config.clone().unwrap_or(ConfigChoice::Session);
     let cfg = crate::config::load(&choice)?;
@@ -209,7 +190,7 @@ fn run_inner(opts: Options) -> Result<(), String> {
             let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777));
         }
     }
-    let guid = random_guid();
+    let guid = crate::guid::random_guid()?;
     let address: String = bound
         .iter()
         .map(|b| format!("{},guid={guid}", b.address))
@@ -221,29 +202,25 @@ fn run_inner(opts: Options) -> Result<(), String> {
         Override::Never => false,
         Override::Config => cfg.fork,
     };
+    let pidfile: Option<PathBuf> = cfg.pidfile.clone().filter(|_| opts.write_pidfile);
+    if let Some(pf) = &pidfile {
+        // Before forking, as dbus-daemon, so the caller sees the error.
+        crate::pidfile::check_absent(pf)?;
+    }
     let notify = if fork {
         Some(daemonize(cfg.keep_umask)?)
     } else {
         None
     };
-    let pidfile: Option<PathBuf> = cfg.pidfile.clone().filter(|_| opts.write_pidfile);
-    if let Some(pf) = &pidfile {
-        if pf.exists() {
-            return Err(format!(
-                "The pid file \"{}\" exists, if the message bus is not running, remove this file",
-                pf.display()
-            ));
-        }
-        std::fs::write(pf, format!("{}\n", std::process::id()))
-            .map_err(|e| format!("Failed to write pid file \"{}\": {e}", pf.display()))?;
-    }
+    // dbus-daemon's order: the address, the pid file, the pid.
     if let Some(fd) = opts.print_address {
-        print_to_fd(fd, &format!("{address}\n"))
-            .map_err(|e| format!("Printing message bus address: {e}"))?;
+        prints.print(fd, &format!("{address}\n"))?;
+    }
+    if let Some(pf) = &pidfile {
+        crate::pidfile::write(pf, std::process::id())?;
     }
     if let Some(fd) = opts.print_pid {
-        print_to_fd(fd, &format!("{}\n", std::process::id()))
-            .map_err(|e| format!("Printing message bus PID: {e}"))?;
+        prints.print(fd, &format!("{}\n", std::process::id()))?;
     }
     // Like dbus-daemon: the pidfile is written (and the address printed)
     // before giving up root.
@@ -255,18 +232,10 @@ fn run_inner(opts: Options) -> Result<(), String> {
         let _ = f.write_all(b"1");
         drop(f);
         // Detach stdio from the terminal now that everything is printed.
-        if let Ok(null) = nix::fcntl::open(
-            "/dev/null",
-            nix::fcntl::OFlag::O_RDWR,
-            nix::sys::stat::Mode::empty(),
-        ) {
-            for fd in 0..3 {
-                let _ = nix::unistd::dup2(null, fd);
-            }
-            if null > 2 {
-                let _ = nix::unistd::close(null);
-            }
+        for fd in 0..3 {
+            crate::printfd::replace_with_dev_null(fd);
         }
+        crate::log::stderr_replaced();
     }
 
     let sasl = Rc::new(crate::config::sasl_config(&cfg, &guid));
@@ -648,20 +617,28 @@ impl Loop {
         for p in bus.peers.values().filter(|p| !p.closing) {
             if p.auth_deadline.is_some_and(|d| d <= now) {
                 // dbus-daemon's words; incomplete means until Hello.
-                crate::log::warning(&format!(
-                    "Connection has not authenticated soon enough, closing it \
-                     (auth_timeout={}ms)",
-                    limits.auth_timeout
-                ));
+                crate::log::peer_warning(
+                    crate::log::Kind::AuthTimeout,
+                    &p.who(),
+                    &format!(
+                        "Connection has not authenticated soon enough, closing it \
+                         (auth_timeout={}ms)",
+                        limits.auth_timeout
+                    ),
+                );
                 expired.push(p.id);
             } else if p.pending_fd_since.is_some_and(|s| s + pending_fd <= now) {
-                crate::log::warning(&format!(
-                    "Connection \"{}\" ({}) has had Unix fds pending for too long, \
-                     closing it (pending_fd_timeout={} ms)",
-                    p.name(),
-                    p.loginfo,
-                    limits.pending_fd_timeout
-                ));
+                crate::log::peer_warning(
+                    crate::log::Kind::LimitReached,
+                    &p.who(),
+                    &format!(
+                        "Connection \"{}\" ({}) has had Unix fds pending for too long, \
+                         closing it (pending_fd_timeout={} ms)",
+                        p.name(),
+                        p.loginfo,
+                        limits.pending_fd_timeout
+                    ),
+                );
                 expired.push(p.id);
             }
         }

@@ -9,6 +9,7 @@ mod index;
 mod watch;
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -55,7 +56,10 @@ pub struct Activation {
     index: Index,
     pending: HashMap<String, Pending>,
     n_held: usize,
-    env: Vec<(String, String)>,
+    /// The environment for activated services: the bus's own (as bytes:
+    /// a variable that is not UTF-8 is passed on intact) plus
+    /// UpdateActivationEnvironment's.
+    env: Vec<(OsString, OsString)>,
     /// The service directories changed (a reload): watches need updating.
     pub dirs_changed: bool,
 }
@@ -99,7 +103,8 @@ pub fn startup(bus: &mut Bus) {
             ));
         }
     }
-    bus.activation.env = std::env::vars().collect();
+    // vars_os: vars() panics on a variable that is not UTF-8.
+    bus.activation.env = std::env::vars_os().collect();
     rescan(bus);
 }
 
@@ -174,11 +179,11 @@ pub fn update_environment(bus: &mut Bus, vars: Vec<(String, String)>) -> Result<
     Ok(())
 }
 
-fn set_env(env: &mut Vec<(String, String)>, k: &str, v: &str) {
+fn set_env(env: &mut Vec<(OsString, OsString)>, k: &str, v: &str) {
     if let Some(e) = env.iter_mut().find(|(ek, _)| ek == k) {
-        e.1 = v.to_string();
+        e.1 = v.into();
     } else {
-        env.push((k.to_string(), v.to_string()));
+        env.push((k.into(), v.into()));
     }
 }
 

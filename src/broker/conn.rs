@@ -178,10 +178,14 @@ impl Bus {
             None => self.config.allow_anonymous,
         };
         if !allowed {
-            crate::log::warning(&format!(
-                "Connection from uid {} was not authorized by the bus policy",
-                uid.map_or("(none)".into(), |u| u.to_string())
-            ));
+            crate::log::peer_warning(
+                crate::log::Kind::ConnectionRefused,
+                &p.who(),
+                &format!(
+                    "Connection from uid {} was not authorized by the bus policy",
+                    uid.map_or("(none)".into(), |u| u.to_string())
+                ),
+            );
             self.close(id);
             return;
         }
@@ -255,12 +259,16 @@ impl Bus {
             p.pending_fd_since = Some(Instant::now());
         }
         if p.in_fds.len() as u64 > max {
-            crate::log::warning(&format!(
-                "Disconnecting {} ({}): {} unix fds pending, more than one message may carry (max_message_unix_fds={max})",
-                p.name(),
-                p.loginfo,
-                p.in_fds.len()
-            ));
+            crate::log::peer_warning(
+                crate::log::Kind::LimitReached,
+                &p.who(),
+                &format!(
+                    "Disconnecting {} ({}): {} unix fds pending, more than one message may carry (max_message_unix_fds={max})",
+                    p.name(),
+                    p.loginfo,
+                    p.in_fds.len()
+                ),
+            );
             self.close(id);
         }
     }
@@ -281,11 +289,11 @@ impl Bus {
     /// Logs why connection `id` broke the protocol and disconnects it.
     fn protocol_violation(&mut self, id: u64, why: &str) {
         if let Some(p) = self.peers.get(&id) {
-            crate::log::warning(&format!(
-                "Disconnecting {} ({}): {why}",
-                p.name(),
-                p.loginfo
-            ));
+            crate::log::peer_warning(
+                crate::log::Kind::ProtocolViolation,
+                &p.who(),
+                &format!("Disconnecting {} ({}): {why}", p.name(), p.loginfo),
+            );
         }
         self.close(id);
     }

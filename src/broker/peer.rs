@@ -383,6 +383,16 @@ impl Peer {
         self.unique_name.as_deref().unwrap_or(":not.active.yet")
     }
 
+    /// The peer as log lines describe it: uid and pid from the socket
+    /// credentials, and the unique name once it has one.
+    pub fn who(&self) -> crate::log::Who<'_> {
+        crate::log::Who {
+            uid: self.creds.uid,
+            pid: self.creds.pid,
+            name: self.unique_name.as_deref(),
+        }
+    }
+
     /// Whether Hello has completed (and it is not a monitor).
     pub fn is_active(&self) -> bool {
         matches!(self.state, PeerState::Active)

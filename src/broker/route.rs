@@ -17,12 +17,16 @@ impl Bus {
             return;
         };
         if matches!(p.state, PeerState::Monitor) {
-            crate::log::warning(&format!(
-                "Monitoring connection {} ({}) is not allowed to send messages; closing it. \
-                 Please fix the monitor to not do that.",
-                p.name(),
-                p.loginfo
-            ));
+            crate::log::peer_warning(
+                crate::log::Kind::ProtocolViolation,
+                &p.who(),
+                &format!(
+                    "Monitoring connection {} ({}) is not allowed to send messages; closing it. \
+                     Please fix the monitor to not do that.",
+                    p.name(),
+                    p.loginfo
+                ),
+            );
             self.close(sid);
             return;
         }

@@ -189,7 +189,13 @@ impl Bus {
                         proposed,
                         requested_reply,
                     );
-                    crate::log::security(&d.text);
+                    let who = self.peers.get(&s).map(|p| p.who());
+                    crate::log::event(
+                        crate::log::Kind::PolicyDenied,
+                        crate::log::Level::Security,
+                        who.as_ref(),
+                        &d.text,
+                    );
                 }
             }
         }
@@ -255,10 +261,15 @@ impl Bus {
                         })
                     }
                     Err(ExpectError::TooMany) => {
-                        crate::log::warning(&format!(
-                            "The maximum number of pending replies for \"{}\" has been reached (max_replies_per_connection={limit})",
-                            self.peers.get(&s).map(|p| p.name()).unwrap_or("?")
-                        ));
+                        let who = self.peers.get(&s).map(|p| p.who()).unwrap_or_default();
+                        crate::log::peer_warning(
+                            crate::log::Kind::LimitReached,
+                            &who,
+                            &format!(
+                                "The maximum number of pending replies for \"{}\" has been reached (max_replies_per_connection={limit})",
+                                self.peers.get(&s).map(|p| p.name()).unwrap_or("?")
+                            ),
+                        );
                         return Err(Denied {
                             name: errors::LIMITS_EXCEEDED,
                             text: "The maximum number of pending replies per connection has been reached".into(),

@@ -34,7 +34,7 @@ pub(super) fn add_match(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
             "Connection \"{}\" is not allowed to add more match rules (increase limits in configuration file if required; max_match_rules_per_connection={limit})",
             p.name()
         );
-        crate::log::warning(&text);
+        crate::log::peer_warning(crate::log::Kind::LimitReached, &p.who(), &text);
         return Err(denied(errors::LIMITS_EXCEEDED, text));
     };
     let n = bus.matches.insert(c.sid, rule);

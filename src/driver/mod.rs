@@ -242,7 +242,13 @@ pub(crate) fn check_privileged(bus: &Bus, c: &Call<'_>) -> Result<(), Denied> {
                 "rejected attempt to call {} by connection {name} ({info}) with uid {u}",
                 c.member()
             );
-            crate::log::security(&text);
+            let who = p.map(|p| p.who()).unwrap_or_default();
+            crate::log::event(
+                crate::log::Kind::PolicyDenied,
+                crate::log::Level::Security,
+                Some(&who),
+                &text,
+            );
             Err(denied(errors::ACCESS_DENIED, text))
         }
     }

@@ -66,11 +66,12 @@ pub(super) fn become_monitor(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denie
     bus.emit_name_events(events);
     if let Some(p) = bus.peers.get_mut(&sid) {
         p.state = PeerState::Monitor;
-        crate::log::info(&format!(
-            "Connection {} ({}) became a monitor.",
-            p.name(),
-            p.loginfo
-        ));
+        crate::log::event(
+            crate::log::Kind::Monitor,
+            crate::log::Level::Info,
+            Some(&p.who()),
+            &format!("Connection {} ({}) became a monitor.", p.name(), p.loginfo),
+        );
     }
     bus.monitors.push(sid);
     bus.monitor_rules.insert(sid, rules);

@@ -59,9 +59,14 @@ pub(super) fn hello(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
             .filter(|q| q.unique_name.is_some() && q.auth_uid == Some(uid))
             .count() as u64;
         if same >= limit {
-            crate::log::warning(&format!(
-                "The maximum number of active connections for UID {uid} has been reached (max_connections_per_user={limit})"
-            ));
+            let who = bus.peers.get(&c.sid).map(|p| p.who()).unwrap_or_default();
+            crate::log::peer_warning(
+                crate::log::Kind::ConnectionRefused,
+                &who,
+                &format!(
+                    "The maximum number of active connections for UID {uid} has been reached (max_connections_per_user={limit})"
+                ),
+            );
             return Err(denied(
                 errors::LIMITS_EXCEEDED,
                 format!("The maximum number of active connections for UID {uid} has been reached"),
@@ -144,7 +149,8 @@ pub(super) fn request_name(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied>
         let text = format!(
             "Connection \"{who}\" is not allowed to own more services (increase limits in configuration file if required; max_names_per_connection={limit})"
         );
-        crate::log::warning(&text);
+        let who = bus.peers.get(&c.sid).map(|p| p.who()).unwrap_or_default();
+        crate::log::peer_warning(crate::log::Kind::LimitReached, &who, &text);
         return Err(denied(errors::LIMITS_EXCEEDED, text));
     }
     let mut events = Vec::new();

@@ -157,11 +157,11 @@ pub fn listen(entry: &AddressEntry, systemd_fds: &mut Vec<OwnedFd>) -> Result<Ve
             l.set_nonblocking(true).map_err(err)?;
             let actual = l.local_addr().map_err(err)?;
             let fam = if actual.is_ipv4() { "ipv4" } else { "ipv6" };
-            eprintln!(
-                "busbar: warning: listening on TCP ({host}:{}): TCP has no credentials passing \
+            crate::log::warning(&format!(
+                "listening on TCP ({host}:{}): TCP has no credentials passing \
                  and is not encrypted; use it only on trusted networks",
                 actual.port()
-            );
+            ));
             Ok(vec![Bound {
                 listener: Listener::Tcp(mio::net::TcpListener::from_std(l)),
                 address: format!(
