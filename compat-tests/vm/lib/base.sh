@@ -72,6 +72,22 @@ base_key() {
     } | sha256sum | cut -c1-16
 }
 
+# base_chroot ROOT COMMAND...: COMMAND chrooted in ROOT with /proc, /sys, /dev
+# and the .deb cache mounted in a private mount namespace (gone when it
+# ends, so nothing stays mounted in a tree that mkfs.ext4 -d copies).
+base_chroot() {
+    local root=$1
+    shift
+    mkdir -p "$root/var/cache/busbar-vm-debs"
+    # shellcheck disable=SC2016 # expanded by the inner sh
+    unshare --mount --propagation private -- sh -c '
+        root=$1 debs=$2; shift 2
+        mount -t proc proc "$root/proc" && mount -t sysfs sys "$root/sys" &&
+        mount --rbind /dev "$root/dev" &&
+        mount --bind "$debs" "$root/var/cache/busbar-vm-debs" &&
+        exec chroot "$root" "$@"' base_chroot "$root" "$cache/debs" "$@"
+}
+
 # base_build MIRROR DEST: debootstrap into DEST.tmp, configure it, then
 # rename it to DEST (so an interrupted build is never reused).
 base_build() {
@@ -88,6 +104,22 @@ base_build() {
         tail -n 30 "$tmp/debootstrap.log" >&2
         [[ -f $r/debootstrap/debootstrap.log ]] && tail -n 30 "$r/debootstrap/debootstrap.log" >&2
         die "debootstrap failed (log: $tmp/debootstrap.log)"
+    fi
+
+    # The kernel, with a small initramfs: only what mounts the root file
+    # system (MODULES=most, the default, is several times larger and takes
+    # minutes to compress on a loaded machine; debootstrap would build it
+    # twice).
+    printf 'MODULES=list\n' >"$r/etc/initramfs-tools/conf.d/busbar-vm.conf"
+    printf '%s\n' virtio_pci virtio_blk ext4 >>"$r/etc/initramfs-tools/modules"
+    cp -L /etc/resolv.conf "$r/etc/resolv.conf" 2>/dev/null || true
+    mkdir -p "$cache/debs/partial"
+    if ! base_chroot "$r" sh -c 'apt-get update -q &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            -o Dir::Cache::archives=/var/cache/busbar-vm-debs/ linux-image-amd64' \
+        >"$tmp/kernel.log" 2>&1; then
+        tail -n 30 "$tmp/kernel.log" >&2
+        die "installing linux-image-amd64 in the base root failed (log: $tmp/kernel.log)"
     fi
 
     # The guest's apt sources are the host's mirror (unused by the tests).
@@ -123,6 +155,7 @@ base_build() {
     # shellcheck disable=SC2016 # dpkg-query's format
     chroot "$r" dpkg-query -W -f='${Package} ${Version}\n' >"$tmp/packages.lst"
     # Package caches are not part of the image.
+    rmdir "$r/var/cache/busbar-vm-debs"
     rm -rf "$r"/var/cache/apt/archives/*.deb "$r"/var/lib/apt/lists/*_Packages
     rm -rf "$dest"
     mv "$tmp" "$dest"
@@ -140,7 +173,11 @@ base_ensure() {
     dir=$cache/base-$key
     mkdir -p "$cache"
     exec 8>"$cache/lock"
-    flock 8
+    flock -s 8
+    if [[ ! -d $dir ]]; then
+        # Exclusive: waits for runs still copying an older base root.
+        flock 8
+    fi
     if [[ ! -d $dir ]]; then
         local t0=$SECONDS
         base_build "$mirror" "$dir"
