@@ -12,9 +12,13 @@
 #   clients   compat-tests/clients (dbus-send, gdbus, busctl, python3-dbus ... vs busbar)
 #   packages  packaging/check-packages (build the .deb, and the .rpm if rpmbuild
 #             is installed, from target/release; check their contents)
+#   vm        compat-tests/vm/run boot (busbar as the system and user bus of a
+#             Debian 12 guest under qemu; the base root is cached in
+#             /var/cache/busbar-vm)
 #
 # Knobs:
 #   SKIP_DEPS=1               skip the deps stage
+#   SKIP_VM=1                 skip the vm stage (refused when CI is set)
 #   BUSBAR_TEST_DAEMON=PATH   run the compat stages against PATH instead of
 #                             target/release/busbar (to validate the harness)
 set -euo pipefail
@@ -38,8 +42,11 @@ stage_deps() {
     # dbus-run-session; python3-dbus/python3-gi: helper services;
     # libglib2.0-bin: gdbus; systemd: busctl; dbus-broker: second reference;
     # mandoc: tests/man_options.rs lints the man pages.
+    # vm stage: debootstrap (+ keyring) for the guest root, e2fsprogs for
+    # mkfs.ext4 -d, qemu-system-x86 to boot it, util-linux for unshare/flock.
     ensure_packages dbus-tests dbus-daemon dbus-bin python3 python3-dbus python3-gi \
-        libglib2.0-bin systemd dbus-broker util-linux coreutils mandoc
+        libglib2.0-bin systemd dbus-broker util-linux coreutils mandoc \
+        debootstrap debian-archive-keyring e2fsprogs qemu-system-x86
     command -v cargo >/dev/null 2>&1 || die "cargo not found (install a Rust toolchain with rustup)"
     if command -v rustup >/dev/null 2>&1; then
         local installed missing=() c
@@ -68,6 +75,17 @@ stage_packages() {
     command -v rpmbuild >/dev/null 2>&1 ||
         echo "rpmbuild not installed (apt-get install rpm): the .rpm is not built"
     "$repo/packaging/check-packages"
+}
+stage_vm() {
+    if [[ ${SKIP_VM:-0} == 1 ]]; then
+        [[ -z ${CI:-} ]] || die "SKIP_VM=1 is not allowed when CI is set"
+        echo "SKIP_VM=1: the vm stage is skipped"
+        return 0
+    fi
+    if [[ ${SKIP_DEPS:-0} != 1 ]]; then
+        ensure_packages dpkg-dev debhelper fakeroot groff
+    fi
+    "$repo/compat-tests/vm/run" boot
 }
 
 summary() {
@@ -110,6 +128,7 @@ run_stage test "cargo test --workspace --release" stage_test
 run_stage compat "compat-tests/run $daemon" stage_compat
 run_stage clients "compat-tests/clients $daemon" stage_clients
 run_stage packages "packaging/check-packages (.deb, .rpm)" stage_packages
+run_stage vm "compat-tests/vm/run boot (Debian 12 guest, qemu)" stage_vm
 summary
 echo
 echo "ALL STAGES PASSED"
