@@ -219,9 +219,6 @@ mod tests {
         fn below(&mut self, n: usize) -> usize {
             (self.next() % n as u64) as usize
         }
-        fn chance(&mut self, percent: usize) -> bool {
-            self.below(100) < percent
-        }
     }
 
     const BASIC: &[u8] = b"ybnqiuxtdhsog";
