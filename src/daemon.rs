@@ -584,16 +584,15 @@ impl Loop {
                 return;
             };
             let mut fds = Vec::new();
-            if let Some((buf, filled)) = &mut p.large_rx {
+            if let Some(rx) = &mut p.large_rx {
                 // The rest of a large message goes straight into its buffer.
-                match p.stream.recv(&mut buf[*filled..], &mut fds) {
+                match p.stream.recv(rx.spare(), &mut fds) {
                     Ok(0) => {
                         bus.close(id);
                         return;
                     }
                     Ok(n) => {
-                        *filled += n;
-                        let done = *filled == buf.len();
+                        let done = rx.advance(n);
                         p.in_fds.extend(fds);
                         if done {
                             bus.finish_large_message(id);

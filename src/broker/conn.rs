@@ -214,9 +214,7 @@ impl Bus {
             };
             if avail < total {
                 if total >= LARGE_MESSAGE {
-                    let mut buf = super::peer::buffers::take(total);
-                    buf[..avail].copy_from_slice(&p.inbuf[pos..]);
-                    p.large_rx = Some((buf, avail));
+                    p.large_rx = Some(super::peer::LargeRx::new(&p.inbuf[pos..], total, &p.live));
                     pos = p.inbuf.len();
                 }
                 break;
@@ -270,10 +268,10 @@ impl Bus {
         let Some(p) = self.peers.get_mut(&id) else {
             return;
         };
-        let Some((buf, _)) = p.large_rx.take() else {
+        let Some(rx) = p.large_rx.take() else {
             return;
         };
-        if self.accept_message(id, buf) {
+        if self.accept_message(id, rx.into_bytes()) {
             self.process_input(id);
         }
     }
