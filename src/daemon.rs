@@ -20,6 +20,8 @@ use crate::transport::listener::{listen, take_systemd_fds, Bound};
 
 const SIGNAL_TOKEN: Token = Token(usize::MAX - 1);
 const INOTIFY_TOKEN: Token = Token(usize::MAX - 2);
+/// The DBUS_COOKIE_SHA1 keyring worker answered a handshake.
+const KEYRING_TOKEN: Token = Token(usize::MAX - 3);
 const LISTENER_BASE: usize = usize::MAX - 4096;
 
 /// Size of one read from a socket.
@@ -324,6 +326,11 @@ impl Loop {
                 Interest::READABLE,
             )
             .map_err(|e| e.to_string())?;
+        let waker = mio::Waker::new(poll.registry(), KEYRING_TOKEN)
+            .map_err(|e| format!("Failed to create a waker: {e}"))?;
+        crate::transport::keyring_worker::set_notify(Box::new(move || {
+            let _ = waker.wake();
+        }));
         for (i, b) in listeners.iter_mut().enumerate() {
             let tok = Token(LISTENER_BASE + i);
             let r = match &mut b.listener {
@@ -423,6 +430,8 @@ impl Loop {
                     if self.handle_signals(bus) {
                         return Ok(());
                     }
+                } else if t == KEYRING_TOKEN {
+                    bus.keyrings_ready();
                 } else if t == INOTIFY_TOKEN {
                     if self.dirwatch.as_ref().is_some_and(|w| w.drain()) {
                         crate::activation::dirs_modified(bus);

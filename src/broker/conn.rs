@@ -107,6 +107,21 @@ impl Bus {
         }
     }
 
+    /// The keyring worker answered: handshakes waiting for it go on. Only
+    /// connections still authenticating are looked at, and this runs only
+    /// when the worker wakes the loop.
+    pub fn keyrings_ready(&mut self) {
+        let waiting: Vec<u64> = self
+            .peers
+            .values()
+            .filter(|p| matches!(&p.state, PeerState::Authenticating(s) if s.waiting_for_keyring()))
+            .map(|p| p.id)
+            .collect();
+        for id in waiting {
+            self.process_input(id);
+        }
+    }
+
     /// Processes everything buffered for connection `id`.
     pub fn process_input(&mut self, id: u64) {
         loop {

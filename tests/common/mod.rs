@@ -88,7 +88,23 @@ impl Bus {
         Bus::start_inner(None, extra, Some(var))
     }
 
+    /// Like [`Bus::start_with`], with extra environment variables for the
+    /// daemon.
+    #[allow(dead_code)]
+    pub fn start_with_env(extra: &str, env: &[(&str, &std::ffi::OsStr)]) -> Bus {
+        Bus::start_full(None, extra, None, env)
+    }
+
     fn start_inner(listen: Option<&str>, extra: &str, config_env: Option<&str>) -> Bus {
+        Bus::start_full(listen, extra, config_env, &[])
+    }
+
+    fn start_full(
+        listen: Option<&str>,
+        extra: &str,
+        config_env: Option<&str>,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Bus {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("busbar-itest-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
@@ -118,6 +134,9 @@ impl Bus {
         let mut cmd = Command::new(daemon_path());
         if let Some(var) = config_env {
             cmd.env(var, &config);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
         }
         let mut child = cmd
             .arg(format!("--config-file={}", config.display()))
@@ -730,7 +749,7 @@ pub fn write_lenient(sock: &mut UnixStream, data: &[u8]) {
     }
 }
 
-fn hex(s: &str) -> String {
+pub fn hex(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
