@@ -300,7 +300,8 @@ fn prerequisite_missing(what: &str) {
 /// signalfd, and activated services inherited that mask, so `kill` and the
 /// shutdown SIGTERM did nothing to them; and descriptors the daemon
 /// inherited leaked into every service. dbus-daemon's services start with
-/// nothing blocked, no signal ignored and only fds 0-2.
+/// nothing blocked and only fds 0-2 (and with its ignored signals still
+/// ignored, which busbar does not copy).
 #[test]
 fn activated_service_starts_with_no_blocked_signals_and_no_inherited_fds() {
     use std::os::fd::AsRawFd;
@@ -339,10 +340,22 @@ fn activated_service_starts_with_no_blocked_signals_and_no_inherited_fds() {
         Some("org.freedesktop.DBus.Error.Spawn.ChildExited")
     );
     let status = fs::read_to_string(out.join("status")).unwrap();
+    let mut lines = status.lines();
     assert_eq!(
-        status, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n",
-        "signal state of an activated service"
+        lines.next(),
+        Some("SigBlk:\t0000000000000000"),
+        "signals blocked in an activated service"
     );
+    // dbus-daemon leaves the signals it ignores itself (SIGPIPE, and
+    // glibc's 32 and 33 if its parent ignored them) ignored in its
+    // services; issue 9 asks busbar for default dispositions.
+    if !is_reference_daemon() {
+        assert_eq!(
+            lines.next(),
+            Some("SigIgn:\t0000000000000000"),
+            "signals ignored in an activated service"
+        );
+    }
     let fds = fs::read_to_string(out.join("fds")).unwrap();
     assert_eq!(
         fds_above_2(&fds),
@@ -436,10 +449,16 @@ fn reaped_launcher_pid_is_not_killed_at_the_activation_timeout() {
     let alive = matches!(other.try_wait(), Ok(None));
     let _ = other.kill();
     let _ = other.wait();
-    assert!(
-        alive,
-        "the process now holding the launcher's old PID {pid} was killed"
-    );
+    // dbus-daemon 1.14 has this defect itself (its babysitter keeps the
+    // grandchild's PID and kills it at the timeout): checked for busbar only.
+    if is_reference_daemon() {
+        eprintln!("reference daemon: the recycled PID {pid} survived: {alive}");
+    } else {
+        assert!(
+            alive,
+            "the process now holding the launcher's old PID {pid} was killed"
+        );
+    }
     let _ = fs::remove_dir_all(&dir);
 }
 

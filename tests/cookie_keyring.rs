@@ -22,7 +22,8 @@ fn unhex(s: &str) -> Vec<u8> {
 /// lock goes away, the handshake completes.
 ///
 /// dbus-daemon waits for the lock on its main loop (every client waits
-/// with it), so against it only the handshake itself is checked.
+/// with it: another client's authentication timed out in a run against
+/// it), so against it only the handshake itself is checked.
 #[test]
 fn held_keyring_lock_does_not_delay_other_clients() {
     let home = std::env::temp_dir().join(format!("busbar-cookie-home-{}", std::process::id()));
@@ -49,12 +50,14 @@ fn held_keyring_lock_does_not_delay_other_clients() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(100));
 
-    let t0 = Instant::now();
-    let mut other = Client::connect(&bus);
-    other.get_id();
-    let waited = t0.elapsed();
-    eprintln!("another client's connect + Hello + GetId took {waited:?} during the lock wait");
+    // dbus-daemon waits for the lock on its main loop, so another client
+    // cannot even authenticate meanwhile: checked for busbar only.
     if !is_reference_daemon() {
+        let t0 = Instant::now();
+        let mut other = Client::connect(&bus);
+        other.get_id();
+        let waited = t0.elapsed();
+        eprintln!("another client's connect + Hello + GetId took {waited:?} during the lock wait");
         assert!(
             waited < Duration::from_millis(1000),
             "another client waited {waited:?} for a keyring lock"
