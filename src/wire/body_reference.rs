@@ -249,7 +249,7 @@ mod tests {
     }
 
     fn pad(b: &mut Vec<u8>, n: usize) {
-        while b.len() % n != 0 {
+        while !b.len().is_multiple_of(n) {
             b.push(0);
         }
     }
