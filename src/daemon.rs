@@ -21,6 +21,8 @@ use crate::transport::listener::{listen, take_systemd_fds, Bound};
 
 const SIGNAL_TOKEN: Token = Token(usize::MAX - 1);
 const INOTIFY_TOKEN: Token = Token(usize::MAX - 2);
+/// The DBUS_COOKIE_SHA1 keyring worker answered a handshake.
+const KEYRING_TOKEN: Token = Token(usize::MAX - 3);
 const LISTENER_BASE: usize = usize::MAX - 4096;
 
 /// Size of one read from a socket.
@@ -293,6 +295,11 @@ impl Loop {
                 Interest::READABLE,
             )
             .map_err(|e| e.to_string())?;
+        let waker = mio::Waker::new(poll.registry(), KEYRING_TOKEN)
+            .map_err(|e| format!("Failed to create a waker: {e}"))?;
+        crate::transport::keyring_worker::set_notify(Box::new(move || {
+            let _ = waker.wake();
+        }));
         for (i, b) in listeners.iter_mut().enumerate() {
             let tok = Token(LISTENER_BASE + i);
             let r = match &mut b.listener {
@@ -392,6 +399,8 @@ impl Loop {
                     if self.handle_signals(bus) {
                         return Ok(());
                     }
+                } else if t == KEYRING_TOKEN {
+                    bus.keyrings_ready();
                 } else if t == INOTIFY_TOKEN {
                     if self.dirwatch.as_ref().is_some_and(|w| w.drain()) {
                         crate::activation::dirs_modified(bus);
@@ -553,16 +562,15 @@ impl Loop {
                 return;
             };
             let mut fds = Vec::new();
-            if let Some((buf, filled)) = &mut p.large_rx {
+            if let Some(rx) = &mut p.large_rx {
                 // The rest of a large message goes straight into its buffer.
-                match p.stream.recv(&mut buf[*filled..], &mut fds) {
+                match p.stream.recv(rx.spare(), &mut fds) {
                     Ok(0) => {
                         bus.close(id);
                         return;
                     }
                     Ok(n) => {
-                        *filled += n;
-                        let done = *filled == buf.len();
+                        let done = rx.advance(n);
                         p.in_fds.extend(fds);
                         if done {
                             bus.finish_large_message(id);

@@ -138,7 +138,15 @@ impl Run {
         self.pending.extend_from_slice(bytes);
         let mut out = Vec::new();
         let mut pending = std::mem::take(&mut self.pending);
-        let (n, st) = self.server().feed(&pending, &mut out);
+        let (mut n, mut st) = self.server().feed(&pending, &mut out);
+        // A DBUS_COOKIE_SHA1 key lookup runs on a worker thread; the
+        // script goes on once it has answered.
+        while self.server().waiting_for_keyring() {
+            self.server().wait_for_keyring();
+            let (more, s) = self.server().feed(&pending[n..], &mut out);
+            n += more;
+            st = s;
+        }
         assert!(n <= pending.len());
         pending.drain(..n);
         self.from_server.extend_from_slice(&out);

@@ -394,7 +394,15 @@ pub fn sasl(data: &[u8]) {
         let end = (i + n).min(input.len());
         pending.extend_from_slice(&input[i..end]);
         i = end;
-        let (used, st) = s.feed(&pending, &mut out);
+        let (mut used, mut st) = s.feed(&pending, &mut out);
+        // The DBUS_COOKIE_SHA1 key lookup runs on a worker thread: wait for
+        // it, as the daemon does when the worker wakes it.
+        while s.waiting_for_keyring() {
+            s.wait_for_keyring();
+            let (more, again) = s.feed(&pending[used..], &mut out);
+            used += more;
+            st = again;
+        }
         assert!(used <= pending.len(), "consumed more than given");
         if let Some(prev) = &done {
             assert_eq!(&st, prev, "final status changed");

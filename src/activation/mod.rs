@@ -6,6 +6,7 @@
 //! every waiting caller.
 
 mod index;
+pub mod spawn;
 mod watch;
 
 use std::collections::HashMap;
@@ -486,6 +487,12 @@ fn spawn(bus: &mut Bus, name: &str, entry: &policy::ServiceFile) -> Result<i32, 
         .env_clear()
         .envs(env)
         .stdin(std::process::Stdio::null());
+    // SAFETY: the hook runs in the forked child before exec and makes only
+    // async-signal-safe calls (sigaction, sigprocmask, close_range/fcntl);
+    // it allocates nothing and takes no lock.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, spawn::reset_in_child);
+    }
     match cmd.spawn() {
         Ok(child) => Ok(child.id() as i32),
         Err(e) => Err(denied(
@@ -635,6 +642,12 @@ pub fn reap_children(bus: &mut Bus) {
             continue;
         };
         let Some((signaled, code)) = err else {
+            // The launcher exited 0 without taking its name (yet): it is
+            // gone, so the timeout must not kill its PID, which the kernel
+            // may already have given to another process.
+            if let Some(p) = bus.activation.pending.get_mut(&name) {
+                p.pid = None;
+            }
             continue;
         };
         let (ename, text) = if bus.config.service_helper.is_some() && !signaled {

@@ -40,13 +40,31 @@ fn config_path() -> Option<PathBuf> {
     p.exists().then(|| p.to_path_buf())
 }
 
-fn clear_environment() {
-    let keys: Vec<_> = std::env::vars_os().map(|(k, _)| k).collect();
-    for k in keys {
-        std::env::remove_var(k);
+/// Empties the environment with clearenv(3), then sets the two variables a
+/// system service is started with. Removing variables one by one misses
+/// entries without `=` (the caller controls envp, which need not be
+/// well-formed), and std's parsing of an entry such as `==x` made
+/// `remove_var` panic.
+fn clear_environment() -> Result<(), Failure> {
+    // SAFETY: this program is single-threaded, so nothing reads or writes
+    // the environment concurrently; no pointer into the old environment
+    // (from getenv or std::env) is held across the call: the configuration
+    // path was copied into an owned PathBuf before.
+    if unsafe { libc::clearenv() } != 0 {
+        return fail(code::SETUP_FAILED, "could not clear environment");
     }
     std::env::set_var("DBUS_STARTER_ADDRESS", SYSTEM_BUS_ADDRESS);
     std::env::set_var("DBUS_STARTER_BUS_TYPE", "system");
+    Ok(())
+}
+
+/// The service starts with no signal blocked, every signal at its default
+/// disposition and no descriptor above 2, whoever started this helper
+/// (dbus-daemon hands its children that state; busbar's own spawn does
+/// too, this makes it independent of the caller).
+fn reset_process_state() -> Result<(), Failure> {
+    busbar::activation::spawn::reset_in_child()
+        .map_err(|e| Failure(code::SETUP_FAILED, format!("could not reset signals: {e}")))
 }
 
 fn load_config(path: Option<&Path>) -> Result<policy::Config, Failure> {
@@ -81,19 +99,34 @@ fn check_permissions(bus_user: &str) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The service file for `name`: the first `<name>.service` in the service
+/// directories that can be loaded. As dbus-daemon-launch-helper, a file that
+/// cannot be loaded (missing, too large, not UTF-8, bad syntax) is passed
+/// over for the next directory; a file that loads but lacks a key it needs
+/// is a generic failure (exit 1), and a Name= that differs is FILE_INVALID.
 fn find_service(cfg: &policy::Config, name: &str) -> Result<policy::ServiceFile, Failure> {
+    // A unique name never has a service file. dbus-daemon-launch-helper
+    // looks for `:1.5.service` and fails with SERVICE_NOT_FOUND; this gives
+    // the same code without touching the file system for such a name.
+    if name.starts_with(':') {
+        return fail(
+            code::SERVICE_NOT_FOUND,
+            format!("The name {name} was not provided by any .service files"),
+        );
+    }
     let file = format!("{name}.service");
     for dir in &cfg.service_dirs {
         let p = dir.join(&file);
-        if !p.exists() {
-            continue;
-        }
-        let sf = policy::load_service_file(&p).map_err(|e| {
-            Failure(
-                code::FILE_INVALID,
-                format!("{}: {}", p.display(), e.message),
-            )
-        })?;
+        let sf = match policy::load_service_file(&p) {
+            Ok(sf) => sf,
+            Err(e) if e.missing_key.is_some() => {
+                return fail(
+                    code::GENERIC_FAILURE,
+                    format!("{}: {}", p.display(), e.message),
+                )
+            }
+            Err(_) => continue,
+        };
         if sf.name != name {
             return fail(
                 code::FILE_INVALID,
@@ -137,8 +170,9 @@ fn switch_user(user: &str) -> Result<(), Failure> {
 
 fn run(name: &str) -> Result<(), Failure> {
     let config = config_path();
-    clear_environment();
-    if validate_bus_name(name).is_err() || name.starts_with(':') {
+    clear_environment()?;
+    reset_process_state()?;
+    if validate_bus_name(name).is_err() {
         return fail(
             code::NAME_INVALID,
             format!("bus name '{name}' is not a valid bus name"),
@@ -150,8 +184,10 @@ fn run(name: &str) -> Result<(), Failure> {
     };
     check_permissions(&bus_user)?;
     let sf = find_service(&cfg, name)?;
+    // dbus-daemon-launch-helper: a missing key is DBUS_ERROR_FAILED, which
+    // becomes the generic exit code.
     let Some(user) = sf.user.clone() else {
-        return fail(code::FILE_INVALID, "No \"User\" key in .service file");
+        return fail(code::GENERIC_FAILURE, "No \"User\" key in .service file");
     };
     let argv = policy::split_exec(&sf.exec)
         .map_err(|e| Failure(code::FILE_INVALID, format!("bad Exec line: {e:?}")))?;
@@ -183,13 +219,11 @@ fn main() {
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    if args.len() == 1 && matches!(args[0].as_str(), "--help" | "-h" | "-?") {
+    // As dbus-daemon-launch-helper: a wrong number of arguments (or a help
+    // option) prints the usage and exits 0.
+    if args.len() != 1 || matches!(args[0].as_str(), "--help" | "-h" | "-?") {
         eprintln!("busbar-launch-helper service.to.activate");
         std::process::exit(code::OK);
-    }
-    if args.len() != 1 {
-        eprintln!("busbar-launch-helper service.to.activate");
-        std::process::exit(code::INVALID_ARGS);
     }
     match run(&args[0]) {
         Ok(()) => std::process::exit(code::OK),

@@ -107,6 +107,21 @@ impl Bus {
         }
     }
 
+    /// The keyring worker answered: handshakes waiting for it go on. Only
+    /// connections still authenticating are looked at, and this runs only
+    /// when the worker wakes the loop.
+    pub fn keyrings_ready(&mut self) {
+        let waiting: Vec<u64> = self
+            .peers
+            .values()
+            .filter(|p| matches!(&p.state, PeerState::Authenticating(s) if s.waiting_for_keyring()))
+            .map(|p| p.id)
+            .collect();
+        for id in waiting {
+            self.process_input(id);
+        }
+    }
+
     /// Processes everything buffered for connection `id`.
     pub fn process_input(&mut self, id: u64) {
         loop {
@@ -218,9 +233,7 @@ impl Bus {
             };
             if avail < total {
                 if total >= LARGE_MESSAGE {
-                    let mut buf = super::peer::buffers::take(total);
-                    buf[..avail].copy_from_slice(&p.inbuf[pos..]);
-                    p.large_rx = Some((buf, avail));
+                    p.large_rx = Some(super::peer::LargeRx::new(&p.inbuf[pos..], total, &p.live));
                     pos = p.inbuf.len();
                 }
                 break;
@@ -278,10 +291,10 @@ impl Bus {
         let Some(p) = self.peers.get_mut(&id) else {
             return;
         };
-        let Some((buf, _)) = p.large_rx.take() else {
+        let Some(rx) = p.large_rx.take() else {
             return;
         };
-        if self.accept_message(id, buf) {
+        if self.accept_message(id, rx.into_bytes()) {
             self.process_input(id);
         }
     }

@@ -37,13 +37,22 @@ pub struct Live {
     pub bytes: Cell<u64>,
     /// Fds of live messages.
     pub fds: Cell<u64>,
+    /// Of `bytes`, those of a message still being received.
+    pub partial: Cell<u64>,
 }
 
 impl Live {
     /// Whether reading from the connection must wait (dbus-daemon reads
     /// while both counts are below their limits).
+    ///
+    /// `bytes` includes the part of a large message received so far (see
+    /// [`LargeRx`]), which dbus-daemon does not count. So that a message
+    /// larger than max_incoming_bytes can still arrive, as it can with
+    /// dbus-daemon, those bytes alone never stop the reading: only together
+    /// with complete messages that are still alive.
     pub fn at_limit(&self, max_bytes: u64, max_fds: u64) -> bool {
-        self.bytes.get() >= max_bytes || self.fds.get() >= max_fds
+        let bytes = self.bytes.get();
+        (bytes >= max_bytes && bytes > self.partial.get()) || self.fds.get() >= max_fds
     }
 }
 
@@ -74,6 +83,94 @@ impl Drop for Charge {
         let l = &self.live;
         l.bytes.set(l.bytes.get().saturating_sub(self.bytes));
         l.fds.set(l.fds.get().saturating_sub(self.fds));
+    }
+}
+
+/// The bytes so far of a large message that is still arriving, in a buffer
+/// of its own that grows as they come (never by more than [`MAX_STEP`] at a
+/// time), so a peer that announces a large message and sends nothing more
+/// pins a small buffer, not the size it announced. What arrived is charged
+/// to the sender's [`Live`] counter.
+#[derive(Debug)]
+pub struct LargeRx {
+    /// Received bytes, then zeroed room for more: `buf.len()` is the end of
+    /// the room.
+    buf: Vec<u8>,
+    /// Bytes received.
+    filled: usize,
+    /// The message's length from its fixed header.
+    total: usize,
+    live: Rc<Live>,
+}
+
+/// The first buffer of a large message holds at most this much.
+pub const FIRST_STEP: usize = 64 * 1024;
+/// A large message's buffer grows by at most this much at once.
+pub const MAX_STEP: usize = 4 * 1024 * 1024;
+
+impl LargeRx {
+    /// Starts a message of `total` bytes whose first bytes are `prefix`.
+    pub fn new(prefix: &[u8], total: usize, live: &Rc<Live>) -> LargeRx {
+        let filled = prefix.len().min(total);
+        let room = total.min(filled.max(FIRST_STEP));
+        let mut buf = buffers::take(room);
+        buf[..filled].copy_from_slice(&prefix[..filled]);
+        let mut rx = LargeRx {
+            buf,
+            filled: 0,
+            total,
+            live: live.clone(),
+        };
+        rx.advance(filled);
+        rx
+    }
+
+    /// Room for the next bytes (never empty while the message is not
+    /// complete): the buffer grows here, by at most [`MAX_STEP`].
+    pub fn spare(&mut self) -> &mut [u8] {
+        if self.filled == self.buf.len() && self.filled < self.total {
+            let step = self.buf.len().clamp(FIRST_STEP, MAX_STEP);
+            let room = self.total.min(self.buf.len() + step);
+            self.buf.reserve_exact(room - self.buf.len());
+            self.buf.resize(room, 0);
+        }
+        &mut self.buf[self.filled..]
+    }
+
+    /// Records that `n` more bytes arrived in [`LargeRx::spare`]; returns
+    /// whether the message is complete.
+    pub fn advance(&mut self, n: usize) -> bool {
+        let n = n.min(self.buf.len() - self.filled);
+        self.filled += n;
+        let l = &self.live;
+        l.bytes.set(l.bytes.get() + n as u64);
+        l.partial.set(l.partial.get() + n as u64);
+        self.filled == self.total
+    }
+
+    /// Bytes received so far.
+    pub fn filled(&self) -> usize {
+        self.filled
+    }
+
+    /// The message, once complete (its charge is given back: the complete
+    /// message is charged on its own).
+    pub fn into_bytes(mut self) -> Vec<u8> {
+        let mut b = std::mem::take(&mut self.buf);
+        b.truncate(self.filled);
+        b
+    }
+}
+
+impl Drop for LargeRx {
+    fn drop(&mut self) {
+        let l = &self.live;
+        let n = self.filled as u64;
+        l.bytes.set(l.bytes.get().saturating_sub(n));
+        l.partial.set(l.partial.get().saturating_sub(n));
+        if !self.buf.is_empty() {
+            buffers::give_back(std::mem::take(&mut self.buf));
+        }
     }
 }
 
@@ -227,9 +324,8 @@ pub struct Peer {
     pub unix_fd: bool,
     /// Bytes read but not yet framed.
     pub inbuf: Vec<u8>,
-    /// A large message being read into its own buffer: the buffer (its
-    /// full length) and how many bytes are filled.
-    pub large_rx: Option<(Vec<u8>, usize)>,
+    /// A large message being read into its own buffer.
+    pub large_rx: Option<LargeRx>,
     /// Fds received but not yet attached to a message.
     pub in_fds: VecDeque<OwnedFd>,
     /// Outgoing queue.

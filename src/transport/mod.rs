@@ -2,6 +2,7 @@
 
 pub mod address;
 pub mod cookie;
+pub mod keyring_worker;
 pub mod listener;
 pub mod sasl;
 pub mod stream;

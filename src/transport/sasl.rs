@@ -23,7 +23,8 @@
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use super::cookie::{self, hex_decode, hex_encode, Keyring};
+use super::cookie::{self, hex_decode, hex_encode};
+use super::keyring_worker;
 
 /// Longest accepted command line, CRLF included (libdbus's 16 KiB buffer).
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
@@ -119,6 +120,9 @@ enum State {
     WaitingForNul,
     WaitingForAuth,
     WaitingForData,
+    /// DBUS_COOKIE_SHA1: the keyring worker is finding a key; no input is
+    /// consumed until it answers.
+    WaitingForKeyring,
     WaitingForBegin,
     Authenticated,
     NeedDisconnect,
@@ -174,6 +178,9 @@ pub struct SaslServer {
     asked_for_initial_response: bool,
     /// DBUS_COOKIE_SHA1: challenge sent, waiting for the answer.
     cookie: Option<CookieChallenge>,
+    /// DBUS_COOKIE_SHA1: the key lookup in progress (state
+    /// WaitingForKeyring).
+    keyring: Option<keyring_worker::Lookup>,
     /// Identity accepted with OK: Some(uid) or None for ANONYMOUS.
     authorized: Option<Option<u32>>,
     unix_fd: bool,
@@ -239,6 +246,7 @@ impl SaslServer {
             identity: Vec::new(),
             asked_for_initial_response: false,
             cookie: None,
+            keyring: None,
             authorized: None,
             unix_fd: false,
             rejects: 0,
@@ -304,6 +312,16 @@ impl SaslServer {
                     )
                 }
                 State::NeedDisconnect => return (pos, SaslStatus::Disconnect),
+                State::WaitingForKeyring => {
+                    match self.keyring.as_mut().and_then(keyring_worker::Lookup::poll) {
+                        Some(outcome) => {
+                            self.keyring = None;
+                            self.cookie_challenge(outcome, out);
+                            continue;
+                        }
+                        None => return (pos, SaslStatus::Continue),
+                    }
+                }
                 _ => {}
             }
             let rest = &input[pos..];
@@ -376,7 +394,10 @@ impl SaslServer {
                 Command::Cancel | Command::Error => self.send_rejected(out),
                 Command::Unknown => self.send_error(out, "Unknown command"),
             },
-            State::WaitingForNul | State::Authenticated | State::NeedDisconnect => {}
+            State::WaitingForNul
+            | State::WaitingForKeyring
+            | State::Authenticated
+            | State::NeedDisconnect => {}
         }
     }
 
@@ -461,47 +482,65 @@ impl SaslServer {
         self.send_ok(None, out);
     }
 
-    /// The uid the DBUS_COOKIE_SHA1 user name (or numeric uid) stands for.
-    fn cookie_user_uid(name: &[u8]) -> Option<u32> {
-        if let Some(uid) = parse_uid(name) {
-            return Some(uid);
-        }
-        let name = std::str::from_utf8(name).ok()?;
-        if name.is_empty() || name.contains('\0') {
-            return None;
-        }
-        match nix::unistd::User::from_name(name) {
-            Ok(Some(u)) => Some(u.uid.as_raw()),
-            _ => None,
+    /// Whether a DBUS_COOKIE_SHA1 key lookup is in progress: feeding
+    /// consumes nothing until it answers, and the daemon is woken (see
+    /// [`keyring_worker::set_notify`]) to feed again.
+    pub fn waiting_for_keyring(&self) -> bool {
+        self.state == State::WaitingForKeyring
+    }
+
+    /// Blocks until a key lookup in progress has answered, so that the next
+    /// feed goes on. For tests and tools, never on the event loop.
+    pub fn wait_for_keyring(&mut self) {
+        if let Some(l) = &mut self.keyring {
+            l.wait();
         }
     }
 
+    /// First DATA of DBUS_COOKIE_SHA1: the user name or uid. A uid that can
+    /// never be accepted is refused at once; otherwise the keyring work
+    /// (and a name's user database lookup) goes to the keyring worker.
     fn cookie_first(&mut self, data: &[u8], out: &mut Vec<u8>) {
-        let Some(uid) = SaslServer::cookie_user_uid(data) else {
-            self.send_rejected(out);
-            return;
+        let user = match parse_uid(data) {
+            Some(uid) => {
+                if uid != nix::unistd::geteuid().as_raw() || self.peer_uid.is_some_and(|p| p != uid)
+                {
+                    self.send_rejected(out);
+                    return;
+                }
+                keyring_worker::User::Uid(uid)
+            }
+            None => match std::str::from_utf8(data) {
+                Ok(name) if !name.is_empty() && !name.contains('\0') => {
+                    keyring_worker::User::Name(name.to_owned())
+                }
+                _ => {
+                    self.send_rejected(out);
+                    return;
+                }
+            },
         };
-        // Only the daemon's own user's keyring can be used, and the claimed
-        // user must be the peer when the socket tells us who it is.
-        if uid != nix::unistd::geteuid().as_raw() || self.peer_uid.is_some_and(|p| p != uid) {
-            self.send_rejected(out);
-            return;
-        }
-        let opened = match &self.keyring_dir {
-            Some(dir) => Keyring::open(dir.clone(), cookie::DEFAULT_CONTEXT),
-            None => Keyring::open_for_current_user(cookie::DEFAULT_CONTEXT),
-        };
-        let Ok(mut ring) = opened else {
-            self.send_rejected(out);
-            return;
-        };
-        let Ok(id) = ring.best_key() else {
-            self.send_rejected(out);
-            return;
-        };
-        let (Some(hex_cookie), Ok(challenge)) =
-            (ring.hex_key(id), cookie::random_bytes(CHALLENGE_BYTES))
+        self.keyring = Some(keyring_worker::start(keyring_worker::Request {
+            user,
+            peer_uid: self.peer_uid,
+            keyring_dir: self.keyring_dir.clone(),
+        }));
+        self.state = State::WaitingForKeyring;
+    }
+
+    /// The keyring worker answered: send the challenge, or REJECTED.
+    fn cookie_challenge(&mut self, outcome: keyring_worker::Outcome, out: &mut Vec<u8>) {
+        self.state = State::WaitingForData;
+        let keyring_worker::Outcome::Key {
+            id,
+            hex_cookie,
+            uid,
+        } = outcome
         else {
+            self.send_rejected(out);
+            return;
+        };
+        let Ok(challenge) = cookie::random_bytes(CHALLENGE_BYTES) else {
             self.send_rejected(out);
             return;
         };
@@ -515,7 +554,6 @@ impl SaslServer {
             hex_cookie,
             uid,
         });
-        self.state = State::WaitingForData;
     }
 
     fn cookie_second(&mut self, data: &[u8], out: &mut Vec<u8>) {
@@ -553,6 +591,7 @@ impl SaslServer {
         self.identity.clear();
         self.asked_for_initial_response = false;
         self.cookie = None;
+        self.keyring = None;
         self.authorized = None;
         self.unix_fd = false;
     }
@@ -620,8 +659,15 @@ mod tests {
     /// Feeds `input` in one go; returns (consumed, status, output text).
     fn run(s: &mut SaslServer, input: &[u8]) -> (usize, SaslStatus, String) {
         let mut out = Vec::new();
-        let (n, st) = s.feed(input, &mut out);
-        (n, st, String::from_utf8(out).unwrap())
+        let mut n = 0;
+        loop {
+            let (used, st) = s.feed(&input[n..], &mut out);
+            n += used;
+            if !s.waiting_for_keyring() {
+                return (n, st, String::from_utf8(out).unwrap());
+            }
+            s.wait_for_keyring();
+        }
     }
 
     fn started(cfg: Rc<SaslConfig>, uid: Option<u32>) -> SaslServer {

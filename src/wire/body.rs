@@ -14,6 +14,7 @@
 
 use super::names::validate_object_path;
 use super::signature::{alignment, fixed_size, single_type_len, validate_signature};
+use super::sigprog::{Op, Program};
 use super::{Endian, WireError, MAX_ARRAY_LEN};
 
 /// Maximum total nesting of arrays, structs, dict entries and variants in a
@@ -29,14 +30,18 @@ pub const MAX_BODY_DEPTH: usize = 64;
 /// no bytes are left over. Unix fd indices are not range-checked (see the
 /// module documentation). The body starts at an 8-aligned offset of the
 /// message.
+///
+/// The cost is linear in the body's length whatever the signature: the
+/// signature (and each variant's) is compiled once into a [`Program`].
 pub fn validate_body(sig: &[u8], body: &[u8], endian: Endian) -> Result<(), WireError> {
     validate_signature(sig)?;
+    let prog = Program::compile(sig)?;
     let mut v = Validator {
         buf: body,
         pos: 0,
         endian,
     };
-    v.values(sig, 0)?;
+    v.run(prog.ops(), 0, prog.ops().len(), 0)?;
     if v.pos != body.len() {
         return Err(WireError("body has trailing bytes"));
     }
@@ -50,6 +55,7 @@ struct Validator<'a> {
 }
 
 const NOT_ENOUGH: WireError = WireError("not enough data in body");
+const TOO_DEEP: WireError = WireError("body nested too deeply");
 
 impl<'a> Validator<'a> {
     /// Skips zero padding up to a multiple of `n`.
@@ -103,27 +109,50 @@ impl<'a> Validator<'a> {
         }
     }
 
-    /// A sequence of complete types.
-    fn values(&mut self, mut sig: &[u8], depth: usize) -> Result<(), WireError> {
-        while !sig.is_empty() {
-            let n = single_type_len(sig)?;
-            let (one, rest) = sig.split_at_checked(n).ok_or(WireError("bad signature"))?;
-            self.value(one, depth)?;
-            sig = rest;
+    /// Runs the steps `ops[start..stop]` (values in sequence) inside
+    /// containers that add `base` to their static depths.
+    fn run(&mut self, ops: &[Op], start: usize, stop: usize, base: usize) -> Result<(), WireError> {
+        let mut i = start;
+        while i < stop {
+            let op = *ops.get(i).ok_or(WireError("bad signature"))?;
+            i += 1;
+            match op {
+                Op::Enter(outer, inner) => {
+                    if base + usize::from(outer) >= MAX_BODY_DEPTH {
+                        return Err(TOO_DEEP);
+                    }
+                    self.pad(8)?;
+                    // The inner structs start where the outer one does, so
+                    // their padding is empty; only their depth can fail.
+                    if base + usize::from(inner) >= MAX_BODY_DEPTH {
+                        return Err(TOO_DEEP);
+                    }
+                }
+                Op::Array { depth, elem, end } => {
+                    let end = usize::from(end);
+                    if end < i || end > stop {
+                        return Err(WireError("bad signature"));
+                    }
+                    self.array(ops, (i, end), elem, base + usize::from(depth), base)?;
+                    i = end;
+                }
+                Op::Variant(depth) => self.variant(base + usize::from(depth))?,
+                _ => self.basic(op)?,
+            }
         }
         Ok(())
     }
 
-    /// One value of the single complete type `sig`, at nesting `depth`.
-    fn value(&mut self, sig: &[u8], depth: usize) -> Result<(), WireError> {
-        let code = *sig.first().ok_or(WireError("bad signature"))?;
-        if let Some(size) = fixed_size(code) {
-            self.pad(size)?;
-            let b = self.take(size)?;
-            return self.check_fixed(code, b);
-        }
-        match code {
-            b's' => {
+    /// One basic value.
+    fn basic(&mut self, op: Op) -> Result<(), WireError> {
+        match op {
+            Op::Fixed(code) => {
+                let size = fixed_size(code).ok_or(WireError("bad signature"))?;
+                self.pad(size)?;
+                let b = self.take(size)?;
+                self.check_fixed(code, b)
+            }
+            Op::Str => {
                 let len = self.u32()? as usize;
                 let s = self.string_bytes(len)?;
                 if s.contains(&0) {
@@ -132,49 +161,59 @@ impl<'a> Validator<'a> {
                 std::str::from_utf8(s).map_err(|_| WireError("string is not valid UTF-8"))?;
                 Ok(())
             }
-            b'o' => {
+            Op::Path => {
                 let len = self.u32()? as usize;
                 let s = self.string_bytes(len)?;
                 let s = std::str::from_utf8(s).map_err(|_| WireError("bad object path"))?;
                 validate_object_path(s).map_err(|_| WireError("bad object path"))
             }
-            b'g' => {
+            Op::Sig => {
                 let len = usize::from(*self.take(1)?.first().ok_or(NOT_ENOUGH)?);
                 let s = self.string_bytes(len)?;
                 validate_signature(s)
             }
-            b'v' => {
-                let len = usize::from(*self.take(1)?.first().ok_or(NOT_ENOUGH)?);
-                let inner = self.string_bytes(len)?;
-                validate_signature(inner).map_err(|_| WireError("bad variant signature"))?;
-                let first = *inner.first().ok_or(WireError("empty variant signature"))?;
-                if single_type_len(inner)? != inner.len() {
-                    return Err(WireError("variant signature holds more than one type"));
-                }
-                if depth >= MAX_BODY_DEPTH {
-                    return Err(WireError("body nested too deeply"));
-                }
-                self.pad(alignment(first))?;
-                self.value(inner, depth + 1)
-            }
-            b'(' | b'{' => {
-                let fields = sig
-                    .get(1..sig.len() - 1)
-                    .ok_or(WireError("bad signature"))?;
-                if depth >= MAX_BODY_DEPTH {
-                    return Err(WireError("body nested too deeply"));
-                }
-                self.pad(8)?;
-                self.values(fields, depth + 1)
-            }
-            b'a' => self.array(&sig[1..], depth),
-            _ => Err(WireError("unknown type code in signature")),
+            _ => Err(WireError("bad signature")),
         }
     }
 
-    /// An array whose element type is `elem`.
-    fn array(&mut self, elem: &[u8], depth: usize) -> Result<(), WireError> {
-        let code = *elem.first().ok_or(WireError("bad signature"))?;
+    /// A variant at nesting `depth`: its signature, then one value of it.
+    fn variant(&mut self, depth: usize) -> Result<(), WireError> {
+        let len = usize::from(*self.take(1)?.first().ok_or(NOT_ENOUGH)?);
+        let inner = self.string_bytes(len)?;
+        validate_signature(inner).map_err(|_| WireError("bad variant signature"))?;
+        let first = *inner.first().ok_or(WireError("empty variant signature"))?;
+        if single_type_len(inner)? != inner.len() {
+            return Err(WireError("variant signature holds more than one type"));
+        }
+        if depth >= MAX_BODY_DEPTH {
+            return Err(TOO_DEEP);
+        }
+        self.pad(alignment(first))?;
+        match inner {
+            // The common case needs no compiled program.
+            [b's'] => self.basic(Op::Str),
+            [b'o'] => self.basic(Op::Path),
+            [b'g'] => self.basic(Op::Sig),
+            [b'v'] => self.variant(depth + 1),
+            [c] => self.basic(Op::Fixed(*c)),
+            _ => {
+                let prog = Program::compile(inner)?;
+                self.run(prog.ops(), 0, prog.ops().len(), depth + 1)
+            }
+        }
+    }
+
+    /// An array at nesting `depth` whose element type starts with `code`
+    /// and whose element's steps are `ops[start..stop]` (at static depths
+    /// + `base`).
+    fn array(
+        &mut self,
+        ops: &[Op],
+        (start, stop): (usize, usize),
+        code: u8,
+        depth: usize,
+        base: usize,
+    ) -> Result<(), WireError> {
         let len = self.u32()?;
         self.pad(alignment(code))?;
         if len as usize > self.buf.len() - self.pos {
@@ -200,10 +239,10 @@ impl<'a> Validator<'a> {
             return Ok(());
         }
         if depth >= MAX_BODY_DEPTH {
-            return Err(WireError("body nested too deeply"));
+            return Err(TOO_DEEP);
         }
         while self.pos < end {
-            self.value(elem, depth + 1)?;
+            self.run(ops, start, stop, base)?;
         }
         if self.pos != end {
             return Err(WireError("array length incorrect"));

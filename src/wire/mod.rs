@@ -4,10 +4,13 @@
 //! Nothing here knows about names owned on the bus or policy.
 
 pub mod body;
+#[cfg(test)]
+mod body_reference;
 pub mod header;
 pub mod marshal;
 pub mod names;
 pub mod signature;
+pub mod sigprog;
 
 /// Byte order of a message, from its first byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -97,14 +97,14 @@ impl Bus {
     /// the permissive default `<policy>`; its stderr goes to
     /// [`Bus::stderr_log`].
     pub fn start_daemon_with_policy(daemon: &str, policy: &str) -> Bus {
-        Bus::start_full(Some(daemon), None, Some(policy), "", None, true)
+        Bus::start_full(Some(daemon), None, Some(policy), "", None, true, &[])
     }
 
     /// Like [`Bus::start_with`], but runs `daemon` whatever
     /// `BUSBAR_TEST_DAEMON` says (the differential tests start busbar and
     /// dbus-daemon in the same run).
     pub fn start_daemon(daemon: &str, extra: &str) -> Bus {
-        Bus::start_full(Some(daemon), None, None, extra, None, false)
+        Bus::start_full(Some(daemon), None, None, extra, None, false, &[])
     }
 
     /// Like [`Bus::start_with`], with the daemon's stderr going to a file
@@ -126,15 +126,23 @@ impl Bus {
         Bus::start_inner(None, extra, Some(var), false)
     }
 
+    /// Like [`Bus::start_with`], with extra environment variables for the
+    /// daemon.
+    #[allow(dead_code)]
+    pub fn start_with_env(extra: &str, env: &[(&str, &std::ffi::OsStr)]) -> Bus {
+        Bus::start_full(None, None, None, extra, None, false, env)
+    }
+
     fn start_inner(
         listen: Option<&str>,
         extra: &str,
         config_env: Option<&str>,
         log_to_file: bool,
     ) -> Bus {
-        Bus::start_full(None, listen, None, extra, config_env, log_to_file)
+        Bus::start_full(None, listen, None, extra, config_env, log_to_file, &[])
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn start_full(
         daemon: Option<&str>,
         listen: Option<&str>,
@@ -142,6 +150,7 @@ impl Bus {
         extra: &str,
         config_env: Option<&str>,
         log_to_file: bool,
+        env: &[(&str, &std::ffi::OsStr)],
     ) -> Bus {
         let daemon = daemon.map_or_else(daemon_path, str::to_string);
         let policy = policy.unwrap_or(
@@ -176,6 +185,9 @@ impl Bus {
         let mut cmd = Command::new(&daemon);
         if let Some(var) = config_env {
             cmd.env(var, &config);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
         }
         if log_to_file {
             let f = fs::File::create(dir.join("stderr.log")).expect("create stderr.log");
@@ -793,7 +805,7 @@ pub fn write_lenient(sock: &mut UnixStream, data: &[u8]) {
     }
 }
 
-fn hex(s: &str) -> String {
+pub fn hex(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
