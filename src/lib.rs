@@ -14,4 +14,5 @@ pub mod notify;
 pub mod reload;
 pub mod syslog;
 pub mod transport;
+pub mod userdb;
 pub mod wire;

@@ -69,7 +69,7 @@ pub(super) fn become_monitor(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denie
         crate::log::info(&format!(
             "Connection {} ({}) became a monitor.",
             p.name(),
-            p.loginfo
+            p.loginfo()
         ));
     }
     bus.monitors.push(sid);
