@@ -46,6 +46,11 @@ pub const MIN_BUDGET_FDS: u64 = 1024;
 /// senders for good.
 pub const PAUSE: Duration = Duration::from_millis(250);
 
+/// A paused sender resumes once its user could take this much more: a
+/// refused message left the user just under its share, and resuming for
+/// every few bytes drained would read (and refuse) one message at a time.
+pub const PAUSE_SLACK: u64 = 64 * 1024;
+
 /// What the whole bus may hold, and what it holds.
 #[derive(Debug, Default)]
 pub struct Pool {
@@ -127,7 +132,8 @@ impl Account {
     /// the same user that was refused stays paused.
     pub fn over_share(&self) -> bool {
         let (ab, af) = self.allowance();
-        self.bytes.get() >= ab || (self.fds.get() > 0 && self.fds.get() >= af)
+        self.bytes.get().saturating_add(PAUSE_SLACK) > ab
+            || (self.fds.get() > 0 && self.fds.get() >= af)
     }
 
     /// Whether a message of `bytes` and `fds` sent by `actor` may be queued
@@ -313,9 +319,9 @@ mod tests {
         assert_eq!(a.allowance().0, 16 << 20);
         assert!(a.admits(65534, 16 << 20, 0));
         assert!(!a.admits(65534, (16 << 20) + 1, 0));
-        a.charge(65534, 16 << 20, 0);
-        assert!(a.over_share());
-        assert!(!a.admits(65534, 1, 0));
+        a.charge(65534, (16 << 20) - 4096, 0);
+        assert!(a.over_share(), "within PAUSE_SLACK of the share");
+        assert!(!a.admits(65534, 8192, 0));
         a.release(65534, 1 << 20, 0);
         assert!(!a.over_share());
         assert!(a.admits(65534, 1, 0));
