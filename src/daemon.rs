@@ -23,6 +23,8 @@ const SIGNAL_TOKEN: Token = Token(usize::MAX - 1);
 const INOTIFY_TOKEN: Token = Token(usize::MAX - 2);
 /// The DBUS_COOKIE_SHA1 keyring worker answered a handshake.
 const KEYRING_TOKEN: Token = Token(usize::MAX - 3);
+/// /run/systemd/users or /run/console changed (at_console).
+const CONSOLE_TOKEN: Token = Token(usize::MAX - 4);
 const LISTENER_BASE: usize = usize::MAX - 4096;
 
 /// Size of one read from a socket.
@@ -248,6 +250,7 @@ fn run_inner(opts: Options, mut prints: PrintFds) -> Result<(), String> {
     crate::activation::startup(&mut bus);
     let mut l = Loop::new(bound, pidfile)?;
     l.watch_service_dirs(&bus);
+    l.watch_console(&mut bus);
     crate::notify::notify("READY=1");
     let r = l.run(&mut bus);
     crate::notify::notify("STOPPING=1");
@@ -270,6 +273,8 @@ struct Loop {
     accept_paused: bool,
     /// The configuration the peers' queue limits were taken from.
     config_seen: Option<Rc<policy::Config>>,
+    /// inotify on /run/systemd/users and /run/console (at_console).
+    console: Option<crate::userdb::ConsoleWatch>,
 }
 
 impl Loop {
@@ -323,7 +328,25 @@ impl Loop {
             throttled: Vec::new(),
             accept_paused: false,
             config_seen: None,
+            console: None,
         })
+    }
+
+    /// Watches the login state so at_console is answered from memory.
+    fn watch_console(&mut self, bus: &mut Bus) {
+        if let Some(w) = crate::userdb::ConsoleWatch::standard() {
+            let fd = w.raw_fd();
+            let r = self.poll.registry().register(
+                &mut SourceFd(&fd),
+                CONSOLE_TOKEN,
+                Interest::READABLE,
+            );
+            if r.is_ok() {
+                self.console = Some(w);
+            }
+        }
+        // Read after the watch is in place, so no change falls between.
+        bus.console_changed();
     }
 
     /// (Re)starts watching the service directories with inotify.
@@ -368,8 +391,11 @@ impl Loop {
             }
         };
         consider(bus.replies.next_deadline());
+        let now = Instant::now();
         for p in bus.peers.values() {
             consider(p.auth_deadline);
+            // A pause that has ended needs no wake-up.
+            consider(p.quota_pause.filter(|&t| t > now));
             consider(
                 p.pending_fd_since
                     .map(|s| s + Duration::from_millis(bus.config.limits.pending_fd_timeout)),
@@ -401,6 +427,10 @@ impl Loop {
                     }
                 } else if t == KEYRING_TOKEN {
                     bus.keyrings_ready();
+                } else if t == CONSOLE_TOKEN {
+                    if self.console.as_mut().is_some_and(|w| w.drain()) {
+                        bus.console_changed();
+                    }
                 } else if t == INOTIFY_TOKEN {
                     if self.dirwatch.as_ref().is_some_and(|w| w.drain()) {
                         crate::activation::dirs_modified(bus);
@@ -436,6 +466,7 @@ impl Loop {
         bus.peers.get(&id).is_some_and(|p| {
             p.live
                 .at_limit(l.max_incoming_bytes, l.max_incoming_unix_fds)
+                || (p.quota_pause.is_some() && p.quota_paused(Instant::now()))
         })
     }
 
@@ -643,7 +674,7 @@ impl Loop {
                         "Connection \"{}\" ({}) has had Unix fds pending for too long, \
                          closing it (pending_fd_timeout={} ms)",
                         p.name(),
-                        p.loginfo,
+                        p.loginfo(),
                         limits.pending_fd_timeout
                     ),
                 );

@@ -17,4 +17,5 @@ pub mod printfd;
 pub mod reload;
 pub mod syslog;
 pub mod transport;
+pub mod userdb;
 pub mod wire;

@@ -23,6 +23,10 @@ pub fn reload(bus: &mut Bus) -> Result<(), String> {
     };
     bus.sasl = Rc::new(crate::config::sasl_config(&cfg, &bus.guid));
     bus.config = Rc::new(cfg);
+    // As dbus-daemon flushes its user database cache on reload.
+    bus.userdb.flush();
+    bus.users.set_budget(&bus.config.limits);
+    bus.console_changed();
     let ids: Vec<u64> = bus.peers.keys().copied().collect();
     for id in ids {
         bus.refresh_policy(id);

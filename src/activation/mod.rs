@@ -342,7 +342,7 @@ fn activate(
     };
     let requester_desc = requester
         .and_then(|r| bus.peers.get(&r))
-        .map(|p| format!("'{}' ({})", p.name(), p.loginfo))
+        .map(|p| format!("'{}' ({})", p.name(), p.loginfo()))
         .unwrap_or_else(|| "the bus".into());
     if bus.systemd_activation {
         if let Some(unit) = entry.systemd_service.clone() {
@@ -577,7 +577,7 @@ pub fn systemd_failure(bus: &mut Bus, sid: u64, inb: &Inbound) {
         let who = bus
             .peers
             .get(&sid)
-            .map(|p| format!("{} ({})", p.name(), p.loginfo))
+            .map(|p| format!("{} ({})", p.name(), p.loginfo()))
             .unwrap_or_default();
         crate::log::security(&format!(
             "Ignoring forged ActivationFailure message from connection {who}"

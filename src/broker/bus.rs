@@ -90,6 +90,14 @@ pub struct Bus {
     pub activation: crate::activation::Activation,
     /// The address clients connect to (DBUS_STARTER_ADDRESS).
     pub address: String,
+    /// Per-user accounts of queued bytes and fds, and connection counts.
+    pub users: super::quota::Users,
+    /// Connections that completed Hello (monitors included).
+    pub completed: u64,
+    /// Cached user database answers (groups, names).
+    pub userdb: crate::userdb::UserDb,
+    /// Who is at a console (kept current by the daemon's console watch).
+    pub console: crate::userdb::Console,
 }
 
 /// 32 random hex digits.
@@ -102,6 +110,7 @@ fn random_id() -> String {
 impl Bus {
     /// A bus with no connections.
     pub fn new(config: Rc<Config>, sasl: Rc<SaslConfig>, guid: String) -> Bus {
+        let users = super::quota::Users::new(&config.limits);
         Bus {
             peers: super::idmap::IdMap::default(),
             unique: HashMap::new(),
@@ -129,7 +138,17 @@ impl Bus {
             config_source: None,
             activation: crate::activation::Activation::default(),
             address: String::new(),
+            users,
+            completed: 0,
+            userdb: crate::userdb::UserDb::default(),
+            console: crate::userdb::Console::scan(),
         }
+    }
+
+    /// The login state changed (the console watch saw an event): read it
+    /// again. Like dbus-daemon, connections keep the policy they got.
+    pub fn console_changed(&mut self) {
+        self.console = crate::userdb::Console::scan();
     }
 
     /// The next serial for a message the bus sends.

@@ -6,44 +6,11 @@ use std::time::{Duration, Instant};
 
 use super::bus::Bus;
 use super::names::NameEvent;
-use super::peer::{loginfo, Charge, Inbound, OutMsg, Peer, PeerState, PeerStats};
+use super::peer::{Charge, Inbound, OutMsg, Peer, PeerState, PeerStats};
 use crate::driver::errors;
 use crate::transport::sasl::{SaslServer, SaslStatus};
 use crate::transport::stream::Stream;
 use crate::wire::header::{frame_len, Header, FIXED_HEADER_LEN};
-
-/// Supplementary groups of `uid` from the user database.
-pub fn groups_of(uid: u32, gid: Option<u32>) -> Vec<u32> {
-    let mut out = Vec::new();
-    if let Ok(Some(u)) = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
-        if let Ok(name) = std::ffi::CString::new(u.name.clone()) {
-            if let Ok(g) = nix::unistd::getgrouplist(&name, u.gid) {
-                out.extend(g.into_iter().map(|g| g.as_raw()));
-            }
-        }
-        out.push(u.gid.as_raw());
-    }
-    if let Some(g) = gid {
-        out.push(g);
-    }
-    out.sort_unstable();
-    out.dedup();
-    out
-}
-
-/// Whether `uid` is logged in at a local console, as dbus-daemon decides
-/// it on Linux (/run/console/USER, or a seat in systemd-logind).
-pub fn at_console(uid: Option<u32>) -> bool {
-    let Some(uid) = uid else { return false };
-    if let Ok(Some(u)) = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
-        if std::path::Path::new("/run/console").join(&u.name).exists() {
-            return true;
-        }
-    }
-    std::fs::read_to_string(format!("/run/systemd/users/{uid}"))
-        .map(|s| s.lines().any(|l| l.starts_with("SEATS=") && l.len() > 6))
-        .unwrap_or(false)
-}
 
 /// Messages at least this large are read straight into their own buffer.
 pub const LARGE_MESSAGE: usize = 64 * 1024;
@@ -54,7 +21,9 @@ impl Bus {
         let id = self.next_id;
         self.next_id += 1;
         let creds = stream.peer_creds();
-        let info = loginfo(&creds);
+        let account = self
+            .users
+            .account(creds.uid.unwrap_or(super::quota::NO_UID));
         let sasl = SaslServer::new(self.sasl.clone(), creds.uid);
         let deadline = Instant::now() + Duration::from_millis(self.config.limits.auth_timeout);
         let peer = Peer {
@@ -80,17 +49,34 @@ impl Bus {
             pending_fd_since: None,
             closing: false,
             stats: PeerStats::default(),
-            loginfo: info,
+            loginfo_cache: std::cell::OnceCell::new(),
             has_eavesdrop_rules: false,
             live: std::rc::Rc::default(),
             out_limits: (
                 self.config.limits.max_outgoing_bytes,
                 self.config.limits.max_outgoing_unix_fds,
             ),
+            account,
+            quota_pause: None,
         };
         self.peers.insert(id, peer);
         self.incomplete += 1;
         id
+    }
+
+    /// Whether `uid` is logged in at a local console, as dbus-daemon
+    /// decides it on Linux (/run/console/USER, or a seat in
+    /// systemd-logind), answered from the state the console watch keeps.
+    /// Only asked when the policy has at_console rules.
+    pub fn at_console(&mut self, uid: Option<u32>) -> bool {
+        let Some(uid) = uid else { return false };
+        let rules = self.config.policy.rules();
+        if rules.at_console.is_empty() && rules.not_at_console.is_empty() {
+            // Either answer selects an empty set of rules.
+            return false;
+        }
+        let db = &mut self.userdb;
+        self.console.at_console(uid, || db.get(uid).name.clone())
     }
 
     /// Recomputes the policy that applies to connection `id`.
@@ -98,10 +84,8 @@ impl Bus {
         let Some(p) = self.peers.get(&id) else { return };
         let uid = p.auth_uid;
         let gids = p.gids.clone();
-        let pol = self
-            .config
-            .policy
-            .for_connection(uid, &gids, at_console(uid));
+        let console = self.at_console(uid);
+        let pol = self.config.policy.for_connection(uid, &gids, console);
         if let Some(p) = self.peers.get_mut(&id) {
             p.policy = pol;
         }
@@ -120,6 +104,24 @@ impl Bus {
         for id in waiting {
             self.process_input(id);
         }
+    }
+
+    /// Whether the connect rules (`<allow user=..>`, `<deny group=..>`)
+    /// let `uid` in. The user database's groups are looked up (through the
+    /// cache) only when a group rule is there to look at them.
+    fn allows_user(&mut self, uid: u32) -> bool {
+        let rules = self.config.policy.rules();
+        let needs_groups = rules
+            .default
+            .iter()
+            .chain(&rules.mandatory)
+            .any(|r| matches!(r, policy::rules::Rule::Group { .. }));
+        let gids = if needs_groups {
+            self.userdb.groups_with(uid, None)
+        } else {
+            Vec::new()
+        };
+        self.config.policy.allows_user(uid, &gids)
     }
 
     /// Processes everything buffered for connection `id`.
@@ -182,20 +184,23 @@ impl Bus {
                 g.dedup();
                 g
             }
-            (Some(u), _) => groups_of(u, p.creds.gid.filter(|_| same_process_user)),
+            // No SO_PEERGROUPS (an old kernel), or a uid other than the
+            // socket's: the user database says, through the cache.
+            (Some(u), _) => {
+                let extra = p.creds.gid.filter(|_| same_process_user);
+                self.userdb.groups_with(u, extra)
+            }
             (None, _) => Vec::new(),
         };
         let allowed = match uid {
-            Some(u) => {
-                let gids = groups_of(u, None);
-                self.config.policy.allows_user(u, &gids)
-            }
+            Some(u) => self.allows_user(u),
             None => self.config.allow_anonymous,
         };
         if !allowed {
+            let who = self.peers.get(&id).map(|p| p.who()).unwrap_or_default();
             crate::log::peer_warning(
                 crate::log::Kind::ConnectionRefused,
-                &p.who(),
+                &who,
                 &format!(
                     "Connection from uid {} was not authorized by the bus policy",
                     uid.map_or("(none)".into(), |u| u.to_string())
@@ -278,7 +283,7 @@ impl Bus {
                 &format!(
                     "Disconnecting {} ({}): {} unix fds pending, more than one message may carry (max_message_unix_fds={max})",
                     p.name(),
-                    p.loginfo,
+                    p.loginfo(),
                     p.in_fds.len()
                 ),
             );
@@ -305,7 +310,7 @@ impl Bus {
             crate::log::peer_warning(
                 crate::log::Kind::ProtocolViolation,
                 &p.who(),
-                &format!("Disconnecting {} ({}): {why}", p.name(), p.loginfo),
+                &format!("Disconnecting {} ({}): {why}", p.name(), p.loginfo()),
             );
         }
         self.close(id);
@@ -336,6 +341,7 @@ impl Bus {
         p.stats.in_bytes += bytes.len() as u64;
         p.stats.in_fds += n as u64;
         let charge = Charge::new(&p.live, bytes.len() as u64, n as u64);
+        let sender_uid = p.account.uid;
         // Peaks of live bytes and fds, as dbus-daemon's PeakIncoming*.
         p.stats.peak_in_bytes = p.stats.peak_in_bytes.max(p.live.bytes.get());
         p.stats.peak_in_fds = p.stats.peak_in_fds.max(p.live.fds.get());
@@ -346,6 +352,7 @@ impl Bus {
                 header,
                 fds,
                 charge: Some(charge),
+                sender_uid,
             },
         );
         self.peers.get(&id).is_some_and(|p| !p.closing)
@@ -405,6 +412,11 @@ impl Bus {
         crate::activation::peer_gone(self, id);
         if was_incomplete {
             self.incomplete = self.incomplete.saturating_sub(1);
+        } else {
+            self.completed = self.completed.saturating_sub(1);
+            if let Some(uid) = self.peers.get(&id).and_then(|p| p.auth_uid) {
+                self.users.remove_active(uid);
+            }
         }
         self.peers.remove(&id)
     }

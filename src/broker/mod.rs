@@ -9,6 +9,7 @@ pub mod matchindex;
 pub mod matchrule;
 pub mod names;
 pub mod peer;
+pub mod quota;
 pub mod replies;
 pub mod route;
 pub mod security;

@@ -24,6 +24,9 @@ pub struct Inbound {
     /// What it costs its sender while it is alive (queued for a
     /// recipient, held for activation, ...).
     pub charge: Option<Charge>,
+    /// The account (uid) of the connection that sent it, which queued
+    /// copies are charged on behalf of (see [`super::quota`]).
+    pub sender_uid: u32,
 }
 
 /// Bytes and fds of the messages a connection sent that are still alive
@@ -259,6 +262,12 @@ impl OutMsg {
     pub fn n_fds(&self) -> usize {
         self.body.as_ref().map_or(0, |b| b.fds.len())
     }
+
+    /// The user a queued copy is charged on behalf of: the sender of a
+    /// forwarded message, or `holder` itself for the bus's own messages.
+    fn actor(&self, holder: u32) -> u32 {
+        self.body.as_ref().map_or(holder, |b| b.sender_uid)
+    }
 }
 
 /// Where a connection is in its life.
@@ -351,8 +360,9 @@ pub struct Peer {
     pub closing: bool,
     /// Counters.
     pub stats: PeerStats,
-    /// A cached `uid=.. pid=.. comm=".."` for log lines and errors.
-    pub loginfo: String,
+    /// `uid=.. pid=.. comm=".."` for log lines and errors, made on first
+    /// use (it reads /proc, which accepting a connection must not).
+    pub loginfo_cache: std::cell::OnceCell<String>,
     /// Whether this peer may see messages not addressed to it through
     /// eavesdrop match rules (policy `eavesdrop="true"` is checked per message).
     pub has_eavesdrop_rules: bool,
@@ -361,6 +371,24 @@ pub struct Peer {
     /// max_outgoing_bytes and max_outgoing_unix_fds: past either, nothing
     /// more is queued (see [`Peer::enqueue`]).
     pub out_limits: (u64, u64),
+    /// The account of the connection's uid, charged with everything queued
+    /// in `out` (see [`super::quota`]).
+    pub account: Rc<super::quota::Account>,
+    /// Set when a message of this connection was refused because its own
+    /// user is over its share: reading waits until then, or until the
+    /// user's queued messages drain below the share.
+    pub quota_pause: Option<Instant>,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        // Whatever is still queued goes with the connection.
+        let holder = self.account.uid;
+        for m in &self.out {
+            self.account
+                .release(m.actor(holder), m.len() as u64, m.n_fds() as u64);
+        }
+    }
 }
 
 /// Outcome of a flush.
@@ -401,6 +429,8 @@ impl Peer {
     /// Queues a message whatever the queue holds (SASL replies, which
     /// dbus-daemon keeps outside the message queue).
     pub fn enqueue_always(&mut self, m: OutMsg) {
+        self.account
+            .charge(m.actor(self.account.uid), m.len() as u64, m.n_fds() as u64);
         self.out_bytes += m.len();
         self.out_fds += m.n_fds();
         self.stats.out_msgs += 1;
@@ -463,6 +493,12 @@ impl Peer {
                 if left >= remaining {
                     left -= remaining;
                     self.out_fds -= front.n_fds();
+                    let holder = self.account.uid;
+                    self.account.release(
+                        front.actor(holder),
+                        front.len() as u64,
+                        front.n_fds() as u64,
+                    );
                     self.out.pop_front();
                     self.out_pos = 0;
                 } else {
@@ -492,6 +528,20 @@ impl Peer {
     /// Whether Hello has completed (and it is not a monitor).
     pub fn is_active(&self) -> bool {
         matches!(self.state, PeerState::Active)
+    }
+
+    /// dbus-daemon's `uid=.. pid=.. comm=".."` description of the peer.
+    /// dbus-daemon builds it when the connection is set up; busbar builds
+    /// it the first time a log line or an error needs it, so the command
+    /// line of a process that has already exited reads as empty.
+    pub fn loginfo(&self) -> &str {
+        self.loginfo_cache.get_or_init(|| loginfo(&self.creds))
+    }
+
+    /// Whether reading from this connection waits for its user's queued
+    /// messages to drain (see [`Peer::quota_pause`]).
+    pub fn quota_paused(&self, now: Instant) -> bool {
+        self.quota_pause.is_some_and(|until| now < until) && self.account.over_share()
     }
 }
 

@@ -24,7 +24,7 @@ impl Bus {
                     "Monitoring connection {} ({}) is not allowed to send messages; closing it. \
                      Please fix the monitor to not do that.",
                     p.name(),
-                    p.loginfo
+                    p.loginfo()
                 ),
             );
             self.close(sid);

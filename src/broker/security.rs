@@ -55,6 +55,30 @@ pub fn type_name(t: u8) -> &'static str {
 }
 
 impl Bus {
+    /// Per-user accounting (see [`super::quota`]): whether a copy of `v`
+    /// from `sender` may be queued at `receiver`. A sender refused by its
+    /// own user's share pauses (back-pressure); one refused by another
+    /// user's share does not, so nobody can stall a sender by not reading.
+    fn quota_admits(&mut self, sender: u64, receiver: u64, v: &View<'_>) -> bool {
+        let Some(actor) = self.peers.get(&sender).map(|p| p.account.uid) else {
+            return true;
+        };
+        let Some(r) = self.peers.get(&receiver) else {
+            return true;
+        };
+        let bytes = v.bytes.len() as u64;
+        let fds = u64::from(v.h.unix_fds);
+        if r.account.admits(actor, bytes, fds) {
+            return true;
+        }
+        if r.account.uid == actor {
+            if let Some(p) = self.peers.get_mut(&sender) {
+                p.quota_pause = Some(std::time::Instant::now() + super::quota::PAUSE);
+            }
+        }
+        false
+    }
+
     /// The names policy rules match a connection by: its unique name and
     /// every well-known name it owns or is queued for (dbus-daemon's
     /// bus_service_owner_in_queue / bus_connection_is_queued_owner_by_prefix).
@@ -82,11 +106,11 @@ impl Bus {
         requested_reply: bool,
     ) -> Denied {
         let (sname, sinfo) = match sender.and_then(|s| self.peers.get(&s)) {
-            Some(p) => (p.name().to_string(), p.loginfo.clone()),
+            Some(p) => (p.name().to_string(), p.loginfo().to_string()),
             None => ("(unset)".to_string(), "(bus)".to_string()),
         };
         let rinfo = match proposed.and_then(|r| self.peers.get(&r)) {
-            Some(p) => p.loginfo.clone(),
+            Some(p) => p.loginfo().to_string(),
             None => "bus".to_string(),
         };
         let f = v.facts();
@@ -246,6 +270,19 @@ impl Bus {
                     proposed,
                     requested_reply,
                 ));
+            }
+            if let Some(s) = sender {
+                if !self.quota_admits(s, r, v) {
+                    return Err(self.complaint(
+                        errors::LIMITS_EXCEEDED,
+                        "Rejected: the destination's user holds its share of the bus's memory",
+                        0,
+                        v,
+                        sender,
+                        proposed,
+                        requested_reply,
+                    ));
+                }
             }
         }
         if h.msg_type == msg_type::METHOD_CALL && !not_addressee && !h.no_reply_expected() {

@@ -227,7 +227,7 @@ pub(crate) fn check_privileged(bus: &Bus, c: &Call<'_>) -> Result<(), Denied> {
     let p = bus.peers.get(&c.sid);
     let uid = p.and_then(|p| p.auth_uid.or(p.creds.uid));
     let name = p.map(|p| p.name().to_string()).unwrap_or_default();
-    let info = p.map(|p| p.loginfo.clone()).unwrap_or_default();
+    let info = p.map(|p| p.loginfo().to_string()).unwrap_or_default();
     match uid {
         None => Err(denied(
             errors::ACCESS_DENIED,

@@ -40,12 +40,7 @@ pub(super) fn hello(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
     if p.unique_name.is_some() {
         return Err(denied(errors::FAILED, "Already handled an Hello message"));
     }
-    let completed = bus
-        .peers
-        .values()
-        .filter(|p| p.unique_name.is_some())
-        .count() as u64;
-    if completed >= bus.config.limits.max_completed_connections {
+    if bus.completed >= bus.config.limits.max_completed_connections {
         return Err(denied(
             errors::LIMITS_EXCEEDED,
             "The maximum number of active connections has been reached",
@@ -53,12 +48,7 @@ pub(super) fn hello(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
     }
     if let Some(uid) = p_uid {
         let limit = bus.config.limits.max_connections_per_user;
-        let same = bus
-            .peers
-            .values()
-            .filter(|q| q.unique_name.is_some() && q.auth_uid == Some(uid))
-            .count() as u64;
-        if same >= limit {
+        if bus.users.active(uid) >= limit {
             let who = bus.peers.get(&c.sid).map(|p| p.who()).unwrap_or_default();
             crate::log::peer_warning(
                 crate::log::Kind::ConnectionRefused,
@@ -81,6 +71,10 @@ pub(super) fn hello(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
         p.auth_deadline = None;
     }
     bus.incomplete = bus.incomplete.saturating_sub(1);
+    bus.completed += 1;
+    if let Some(uid) = p_uid {
+        bus.users.add_active(uid);
+    }
     bus.unique.insert(name.clone(), c.sid);
     bus.capture_hello(c.sid, c.inb);
     reply(bus, c, "s", &string_body(&name));
