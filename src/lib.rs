@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod driver;
 pub mod log;
 pub mod notify;
+pub mod ready;
 pub mod reload;
 pub mod syslog;
 pub mod transport;

@@ -2,7 +2,6 @@
 //! validation), and disconnection with everything it releases.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
 
 use super::bus::Bus;
 use super::names::NameEvent;
@@ -56,7 +55,6 @@ impl Bus {
         let creds = stream.peer_creds();
         let info = loginfo(&creds);
         let sasl = SaslServer::new(self.sasl.clone(), creds.uid);
-        let deadline = Instant::now() + Duration::from_millis(self.config.limits.auth_timeout);
         let peer = Peer {
             id,
             stream,
@@ -76,8 +74,8 @@ impl Bus {
             out_fds: 0,
             names: Vec::new(),
             policy: policy::ConnectionPolicy::default(),
-            auth_deadline: Some(deadline),
-            pending_fd_since: None,
+            auth_deadline: None,
+            pending_fd_deadline: None,
             closing: false,
             stats: PeerStats::default(),
             loginfo: info,
@@ -89,6 +87,7 @@ impl Bus {
             ),
         };
         self.peers.insert(id, peer);
+        self.arm_auth_deadline(id);
         self.incomplete += 1;
         id
     }
@@ -107,14 +106,17 @@ impl Bus {
         }
     }
 
-    /// Processes everything buffered for connection `id`.
-    pub fn process_input(&mut self, id: u64) {
+    /// Processes what is buffered for connection `id`: SASL lines, then at
+    /// most `budget` whole messages (the rest waits for the connection's
+    /// next turn, so that one sender cannot hold the loop). Returns how many
+    /// messages were dispatched.
+    pub fn process_input(&mut self, id: u64, budget: usize) -> usize {
         loop {
             let Some(p) = self.peers.get_mut(&id) else {
-                return;
+                return 0;
             };
             if p.closing {
-                return;
+                return 0;
             }
             if let PeerState::Authenticating(sasl) = &mut p.state {
                 let mut out = Vec::new();
@@ -131,11 +133,11 @@ impl Bus {
                     SaslStatus::Continue => {
                         // Fds sent during authentication are bounded too.
                         self.check_pending_fds(id);
-                        return;
+                        return 0;
                     }
                     SaslStatus::Disconnect => {
                         self.close(id);
-                        return;
+                        return 0;
                     }
                     SaslStatus::Authenticated { uid, unix_fd } => {
                         self.authenticated(id, uid, unix_fd);
@@ -143,8 +145,7 @@ impl Bus {
                     }
                 }
             }
-            self.frame_messages(id);
-            return;
+            return self.frame_messages(id, budget);
         }
     }
 
@@ -190,16 +191,24 @@ impl Bus {
 
     /// Splits buffered bytes into messages, validates and routes them. A
     /// large message that is not complete yet moves to a buffer of its own
-    /// (`large_rx`) so the rest of it is read straight into place.
-    fn frame_messages(&mut self, id: u64) {
+    /// (`large_rx`) so the rest of it is read straight into place. Stops
+    /// after `budget` messages; returns how many it dispatched.
+    fn frame_messages(&mut self, id: u64, budget: usize) -> usize {
         let max = self.config.limits.max_message_size as usize;
         let mut pos = 0;
+        let mut done = 0;
         loop {
             let Some(p) = self.peers.get_mut(&id) else {
-                return;
+                return done;
             };
             if p.closing || p.large_rx.is_some() {
                 break;
+            }
+            if done == budget {
+                // Whole messages are left: their fds are not pending, so
+                // the pending-fd checks wait until they are dispatched.
+                p.inbuf.drain(..pos.min(p.inbuf.len()));
+                return done;
             }
             let avail = p.inbuf.len() - pos;
             if avail < FIXED_HEADER_LEN {
@@ -223,6 +232,7 @@ impl Bus {
             }
             let bytes = p.inbuf[pos..pos + total].to_vec();
             pos += total;
+            done += 1;
             if !self.accept_message(id, bytes) {
                 break;
             }
@@ -231,6 +241,7 @@ impl Bus {
             p.inbuf.drain(..pos.min(p.inbuf.len()));
         }
         self.check_pending_fds(id);
+        done
     }
 
     /// After bytes were read and complete messages taken: fds left over
@@ -239,6 +250,8 @@ impl Bus {
     /// no more of them than one message can carry: libdbus reads fds into a
     /// buffer of max_message_unix_fds and drops a connection that sends
     /// more, so neither can a peer here pin an unbounded number of fds.
+    /// The timeout starts when fds start waiting and stops when none is
+    /// left, as dbus-daemon's pending_unix_fds timeout does.
     pub fn check_pending_fds(&mut self, id: u64) {
         let max = self.config.limits.max_message_unix_fds;
         let Some(p) = self.peers.get_mut(&id) else {
@@ -248,13 +261,15 @@ impl Bus {
             return;
         }
         if p.in_fds.is_empty() {
-            p.pending_fd_since = None;
+            self.set_fds_pending(id, false);
             return;
         }
-        if p.pending_fd_since.is_none() {
-            p.pending_fd_since = Some(Instant::now());
-        }
-        if p.in_fds.len() as u64 > max {
+        let n = p.in_fds.len();
+        self.set_fds_pending(id, true);
+        let Some(p) = self.peers.get(&id) else {
+            return;
+        };
+        if n as u64 > max {
             crate::log::warning(&format!(
                 "Disconnecting {} ({}): {} unix fds pending, more than one message may carry (max_message_unix_fds={max})",
                 p.name(),
@@ -265,7 +280,9 @@ impl Bus {
         }
     }
 
-    /// The large message being read into its own buffer is complete.
+    /// The large message being read into its own buffer is complete:
+    /// dispatches it (what follows it in `inbuf` waits for
+    /// [`Bus::process_input`]).
     pub fn finish_large_message(&mut self, id: u64) {
         let Some(p) = self.peers.get_mut(&id) else {
             return;
@@ -273,9 +290,7 @@ impl Bus {
         let Some((buf, _)) = p.large_rx.take() else {
             return;
         };
-        if self.accept_message(id, buf) {
-            self.process_input(id);
-        }
+        self.accept_message(id, buf);
     }
 
     /// Logs why connection `id` broke the protocol and disconnects it.
@@ -310,7 +325,6 @@ impl Bus {
             return false;
         }
         let fds: Vec<_> = p.in_fds.drain(..n).collect();
-        p.pending_fd_since = None;
         p.stats.in_msgs += 1;
         p.stats.in_bytes += bytes.len() as u64;
         p.stats.in_fds += n as u64;
@@ -334,6 +348,7 @@ impl Bus {
     /// (with NameOwnerChanged), match rules, and pending calls (their callers
     /// get NoReply).
     pub fn remove_peer(&mut self, id: u64) -> Option<Peer> {
+        self.disarm_deadlines(id);
         let p = self.peers.get_mut(&id)?;
         p.closing = true;
         let rules = self.matches.remove_peer(id);
