@@ -15,7 +15,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use crate::broker::bus::Bus;
 use crate::broker::peer::Flush;
 use crate::cli::{ConfigChoice, Options, Override};
-use crate::ready::ReadyQueue;
+use crate::ready::{Class, ReadyQueue};
 use crate::transport::address::parse_addresses;
 use crate::transport::listener::{listen, take_systemd_fds, Bound};
 
@@ -30,7 +30,10 @@ const BYTES_PER_TURN: usize = 64 * 1024;
 /// Messages dispatched from one connection in one turn, at most.
 const MSGS_PER_TURN: usize = 128;
 /// Connections accepted from one listener per round, at most.
-const ACCEPTS_PER_ROUND: usize = 16;
+const ACCEPTS_PER_ROUND: usize = 4;
+/// Turns of connections that have not completed Hello per round, at most
+/// (see [`crate::ready`]).
+const INCOMPLETE_TURNS_PER_ROUND: usize = 4;
 
 fn random_guid() -> String {
     let mut b = [0u8; 16];
@@ -463,7 +466,7 @@ impl Loop {
                         bus.dirty.push(id);
                     }
                     if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                        self.ready.schedule(id);
+                        self.ready.schedule(id, Self::class_of(bus, id));
                     }
                 }
             }
@@ -489,13 +492,22 @@ impl Loop {
         }
     }
 
+    /// Which queue connection `id` waits in.
+    fn class_of(bus: &Bus, id: u64) -> Class {
+        match bus.peers.get(&id) {
+            Some(p) if p.unique_name.is_none() => Class::Incomplete,
+            _ => Class::Client,
+        }
+    }
+
     /// Gives each connection of this round one turn.
     fn serve_round(&mut self, bus: &mut Bus) {
         let mut round = std::mem::take(&mut self.round);
-        self.ready.take_round(&mut round);
+        self.ready
+            .take_round(&mut round, INCOMPLETE_TURNS_PER_ROUND);
         for &id in &round {
             match self.turn(bus, id) {
-                TurnEnd::Exhausted => self.ready.requeue(id),
+                TurnEnd::Exhausted => self.ready.requeue(id, Self::class_of(bus, id)),
                 TurnEnd::Drained | TurnEnd::Gone => self.ready.done(id),
                 TurnEnd::Throttled => {
                     self.ready.done(id);
@@ -531,7 +543,7 @@ impl Loop {
                 return true;
             }
             if bus.peers.contains_key(&id) {
-                ready.schedule(id);
+                ready.schedule(id, Self::class_of(bus, id));
             }
             false
         });
