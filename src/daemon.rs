@@ -25,8 +25,13 @@ const LISTENER_BASE: usize = usize::MAX - 4096;
 
 /// Size of one read from a socket.
 const READ_CHUNK: usize = 64 * 1024;
-/// Bytes read from one connection in one turn, at most.
+/// Bytes read in one round, shared among the round's connections: this is
+/// what bounds how long a newly ready connection waits for its turn.
+const BYTES_PER_ROUND: usize = 128 * 1024;
+/// Bytes read from one connection in one turn, at most (alone in a round).
 const BYTES_PER_TURN: usize = 64 * 1024;
+/// Bytes one connection may read in one turn however crowded the round.
+const MIN_BYTES_PER_TURN: usize = 16 * 1024;
 /// Messages dispatched from one connection in one turn, at most.
 const MSGS_PER_TURN: usize = 128;
 /// Connections accepted from one listener per round, at most.
@@ -505,8 +510,10 @@ impl Loop {
         let mut round = std::mem::take(&mut self.round);
         self.ready
             .take_round(&mut round, INCOMPLETE_TURNS_PER_ROUND);
+        let bytes =
+            (BYTES_PER_ROUND / round.len().max(1)).clamp(MIN_BYTES_PER_TURN, BYTES_PER_TURN);
         for &id in &round {
-            match self.turn(bus, id) {
+            match self.turn(bus, id, bytes) {
                 TurnEnd::Exhausted => self.ready.requeue(id, Self::class_of(bus, id)),
                 TurnEnd::Drained | TurnEnd::Gone => self.ready.done(id),
                 TurnEnd::Throttled => {
@@ -637,12 +644,10 @@ impl Loop {
     }
 
     /// One turn of connection `id`: dispatch what an earlier turn left
-    /// buffered, then read and dispatch until the socket is dry, or
-    /// [`BYTES_PER_TURN`] were read, or [`MSGS_PER_TURN`] messages were
-    /// dispatched.
-    fn turn(&mut self, bus: &mut Bus, id: u64) -> TurnEnd {
+    /// buffered, then read and dispatch until the socket is dry, or `bytes`
+    /// were read, or [`MSGS_PER_TURN`] messages were dispatched.
+    fn turn(&mut self, bus: &mut Bus, id: u64, mut bytes: usize) -> TurnEnd {
         let mut msgs = MSGS_PER_TURN;
-        let mut bytes = BYTES_PER_TURN;
         let leftover = bus
             .peers
             .get(&id)

@@ -101,13 +101,12 @@ impl Replies {
         });
     }
 
-    /// Applies `f` to `id`'s entry and drops the entry once it is empty.
+    /// Applies `f` to `id`'s entry. An entry that becomes empty stays until
+    /// [`Replies::peer_gone`] (one per connection at most), so a peer making
+    /// one call at a time does not allocate its sets again for every call.
     fn forget(&mut self, id: u64, f: impl FnOnce(&mut Own)) {
         if let Some(o) = self.by_peer.get_mut(&id) {
             f(o);
-            if o.calls.is_empty() && o.owed.is_empty() {
-                self.by_peer.remove(&id);
-            }
         }
     }
 
