@@ -16,6 +16,7 @@ use crate::broker::bus::Bus;
 use crate::broker::peer::Flush;
 use crate::cli::{ConfigChoice, Options, Override};
 use crate::printfd::PrintFds;
+use crate::ready::{Class, ReadyQueue};
 use crate::transport::address::parse_addresses;
 use crate::transport::listener::{listen, take_systemd_fds, Bound};
 
@@ -29,8 +30,20 @@ const LISTENER_BASE: usize = usize::MAX - 4096;
 
 /// Size of one read from a socket.
 const READ_CHUNK: usize = 64 * 1024;
-/// Reads from one socket per wake-up before others get a turn.
-const READS_PER_TURN: usize = 16;
+/// Bytes read in one round, shared among the round's connections: this is
+/// what bounds how long a newly ready connection waits for its turn.
+const BYTES_PER_ROUND: usize = 128 * 1024;
+/// Bytes read from one connection in one turn, at most (alone in a round).
+const BYTES_PER_TURN: usize = 64 * 1024;
+/// Bytes one connection may read in one turn however crowded the round.
+const MIN_BYTES_PER_TURN: usize = 16 * 1024;
+/// Messages dispatched from one connection in one turn, at most.
+const MSGS_PER_TURN: usize = 128;
+/// Connections accepted from one listener per round, at most.
+const ACCEPTS_PER_ROUND: usize = 4;
+/// Turns of connections that have not completed Hello per round, at most
+/// (see [`crate::ready`]).
+const INCOMPLETE_TURNS_PER_ROUND: usize = 4;
 
 /// Points fd 0 at /dev/null, and fds 1/2 if closed, so no socket ever
 /// lands on a standard fd (dbus-daemon forces stdin to /dev/null too, so
@@ -264,8 +277,13 @@ struct Loop {
     signals: SignalFd,
     pidfile: Option<PathBuf>,
     scratch: Vec<u8>,
-    again: Vec<u64>,
     dirwatch: Option<crate::activation::DirWatch>,
+    /// Connections waiting for a turn.
+    ready: ReadyQueue,
+    /// This round's connections (kept to reuse its allocation).
+    round: Vec<u64>,
+    /// Listeners that may have more connections waiting to be accepted.
+    accept_ready: Vec<bool>,
     /// Peers not read from while their live messages are at
     /// max_incoming_bytes / max_incoming_unix_fds.
     throttled: Vec<u64>,
@@ -275,6 +293,19 @@ struct Loop {
     config_seen: Option<Rc<policy::Config>>,
     /// inotify on /run/systemd/users and /run/console (at_console).
     console: Option<crate::userdb::ConsoleWatch>,
+}
+
+/// How a connection's turn ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TurnEnd {
+    /// Nothing more to read until the next readiness event.
+    Drained,
+    /// The turn's budget ran out: there may be more.
+    Exhausted,
+    /// Back-pressure: not read until its messages drain.
+    Throttled,
+    /// Closed or closing.
+    Gone,
 }
 
 impl Loop {
@@ -317,14 +348,17 @@ impl Loop {
             };
             r.map_err(|e| e.to_string())?;
         }
+        let n_listeners = listeners.len();
         Ok(Loop {
             poll,
             listeners,
             signals,
             pidfile,
             scratch: vec![0u8; READ_CHUNK],
-            again: Vec::new(),
             dirwatch: None,
+            ready: ReadyQueue::default(),
+            round: Vec::new(),
+            accept_ready: vec![false; n_listeners],
             throttled: Vec::new(),
             accept_paused: false,
             config_seen: None,
@@ -380,45 +414,55 @@ impl Loop {
         }
     }
 
-    fn next_timeout(&self, bus: &Bus) -> Option<Duration> {
-        if !self.again.is_empty() || self.any_resumable(bus) {
-            return Some(Duration::ZERO);
-        }
-        let mut t = crate::activation::next_deadline(bus);
-        let mut consider = |d: Option<Instant>| {
-            if let Some(d) = d {
-                t = Some(t.map_or(d, |x: Instant| x.min(d)));
-            }
-        };
-        consider(bus.replies.next_deadline());
-        let now = Instant::now();
-        for p in bus.peers.values() {
-            consider(p.auth_deadline);
-            // A pause that has ended needs no wake-up.
-            consider(p.quota_pause.filter(|&t| t > now));
-            consider(
-                p.pending_fd_since
-                    .map(|s| s + Duration::from_millis(bus.config.limits.pending_fd_timeout)),
-            );
-        }
-        t.map(|d| d.saturating_duration_since(Instant::now()))
+    /// The earliest deadline of anything: O(log n) in the deadlines armed
+    /// (plus the activations in progress), whatever the number of
+    /// connections.
+    fn next_deadline(bus: &Bus) -> Option<Instant> {
+        [
+            crate::activation::next_deadline(bus),
+            bus.replies.next_deadline(),
+            bus.deadlines.next(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
+    /// How long the next poll may wait: not at all while a connection or a
+    /// listener still has work from the last round.
+    fn poll_timeout(&self, bus: &Bus) -> Option<Duration> {
+        if !self.ready.is_empty() || self.accept_ready.iter().any(|&r| r) {
+            return Some(Duration::ZERO);
+        }
+        let now = Instant::now();
+        // A throttled peer paused by its user's quota needs a wake-up when
+        // the pause ends; only throttled peers are looked at.
+        let pause_end = self
+            .throttled
+            .iter()
+            .filter_map(|id| bus.peers.get(id).and_then(|p| p.quota_pause))
+            .filter(|&t| t > now)
+            .min();
+        [Self::next_deadline(bus), pause_end]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|d| d.saturating_duration_since(now))
+    }
+
+    /// One round after another: collect readiness, give every ready
+    /// connection one bounded turn (fresh ones first), fire due timers,
+    /// flush every touched peer.
     fn run(&mut self, bus: &mut Bus) -> Result<(), String> {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = self.next_timeout(bus);
+            let timeout = self.poll_timeout(bus);
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(format!("poll failed: {e}"));
             }
-            let again = std::mem::take(&mut self.again);
-            for id in again {
-                self.read_peer(bus, id);
-            }
-            self.resume_throttled(bus);
             for ev in events.iter() {
                 let t = ev.token();
                 if t == SIGNAL_TOKEN {
@@ -426,7 +470,11 @@ impl Loop {
                         return Ok(());
                     }
                 } else if t == KEYRING_TOKEN {
-                    bus.keyrings_ready();
+                    // Handshakes waiting for the keyring go on in their
+                    // next turn (a turn handles what is buffered first).
+                    for id in bus.keyring_waiters() {
+                        self.ready.schedule(id, Class::Incomplete);
+                    }
                 } else if t == CONSOLE_TOKEN {
                     if self.console.as_mut().is_some_and(|w| w.drain()) {
                         bus.console_changed();
@@ -436,18 +484,29 @@ impl Loop {
                         crate::activation::dirs_modified(bus);
                     }
                 } else if t.0 >= LISTENER_BASE {
-                    self.accept(bus, t.0 - LISTENER_BASE);
+                    if let Some(r) = self.accept_ready.get_mut(t.0 - LISTENER_BASE) {
+                        *r = true;
+                    }
                 } else {
                     let id = t.0 as u64;
                     if ev.is_writable() && bus.peers.contains_key(&id) {
                         bus.dirty.push(id);
                     }
                     if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                        self.read_peer(bus, id);
+                        self.ready.schedule(id, Self::class_of(bus, id));
                     }
                 }
             }
-            self.timers(bus);
+            self.serve_round(bus);
+            for idx in 0..self.listeners.len() {
+                if self.accept_ready[idx] {
+                    self.accept(bus, idx);
+                }
+            }
+            let now = Instant::now();
+            if Self::next_deadline(bus).is_some_and(|d| d <= now) {
+                self.timers(bus, now);
+            }
             if bus.activation.dirs_changed {
                 bus.activation.dirs_changed = false;
                 self.watch_service_dirs(bus);
@@ -456,7 +515,38 @@ impl Loop {
             self.close_pending(bus);
             self.resume_accept(bus);
             self.refresh_queue_limits(bus);
+            self.resume_throttled(bus);
         }
+    }
+
+    /// Which queue connection `id` waits in.
+    fn class_of(bus: &Bus, id: u64) -> Class {
+        match bus.peers.get(&id) {
+            Some(p) if p.unique_name.is_none() => Class::Incomplete,
+            _ => Class::Client,
+        }
+    }
+
+    /// Gives each connection of this round one turn.
+    fn serve_round(&mut self, bus: &mut Bus) {
+        let mut round = std::mem::take(&mut self.round);
+        self.ready
+            .take_round(&mut round, INCOMPLETE_TURNS_PER_ROUND);
+        let bytes =
+            (BYTES_PER_ROUND / round.len().max(1)).clamp(MIN_BYTES_PER_TURN, BYTES_PER_TURN);
+        for &id in &round {
+            match self.turn(bus, id, bytes) {
+                TurnEnd::Exhausted => self.ready.requeue(id, Self::class_of(bus, id)),
+                TurnEnd::Drained | TurnEnd::Gone => self.ready.done(id),
+                TurnEnd::Throttled => {
+                    self.ready.done(id);
+                    if !self.throttled.contains(&id) {
+                        self.throttled.push(id);
+                    }
+                }
+            }
+        }
+        self.round = round;
     }
 
     /// Whether `id` must not be read from now: its messages still alive in
@@ -470,26 +560,23 @@ impl Loop {
         })
     }
 
-    /// Whether a throttled peer has dropped below its limits (or gone).
-    fn any_resumable(&self, bus: &Bus) -> bool {
-        self.throttled
-            .iter()
-            .any(|&id| !Self::at_incoming_limit(bus, id))
-    }
-
-    /// Reads again from throttled peers whose messages have drained (the
-    /// socket is edge-triggered, so no new event would say so).
+    /// Queues again the throttled peers whose messages have drained (the
+    /// socket is edge-triggered, so no new event would say so); forgets
+    /// those that are gone.
     fn resume_throttled(&mut self, bus: &mut Bus) {
         if self.throttled.is_empty() {
             return;
         }
-        let (go, stay): (Vec<u64>, Vec<u64>) = std::mem::take(&mut self.throttled)
-            .into_iter()
-            .partition(|&id| !Self::at_incoming_limit(bus, id));
-        self.throttled = stay;
-        for id in go {
-            self.read_peer(bus, id);
-        }
+        let ready = &mut self.ready;
+        self.throttled.retain(|&id| {
+            if Self::at_incoming_limit(bus, id) {
+                return true;
+            }
+            if bus.peers.contains_key(&id) {
+                ready.schedule(id, Self::class_of(bus, id));
+            }
+            false
+        });
     }
 
     /// Accepts again once fewer than max_incomplete_connections are
@@ -500,9 +587,7 @@ impl Loop {
             && (bus.incomplete as u64) < bus.config.limits.max_incomplete_connections
         {
             self.accept_paused = false;
-            for idx in 0..self.listeners.len() {
-                self.accept(bus, idx);
-            }
+            self.accept_ready.fill(true);
         }
     }
 
@@ -539,12 +624,15 @@ impl Loop {
         quit
     }
 
+    /// Accepts at most [`ACCEPTS_PER_ROUND`] connections from listener
+    /// `idx`; `accept_ready` says whether more may be waiting.
     fn accept(&mut self, bus: &mut Bus, idx: usize) {
-        loop {
+        for _ in 0..ACCEPTS_PER_ROUND {
             if bus.incomplete as u64 >= bus.config.limits.max_incomplete_connections {
                 // Leave the rest in the backlog until one completes or
                 // times out (dbus-daemon, fd.o #80919).
                 self.accept_paused = true;
+                self.accept_ready[idx] = false;
                 return;
             }
             let Some(b) = self.listeners.get(idx) else {
@@ -564,84 +652,105 @@ impl Loop {
                     let got = bus.add_peer(stream);
                     debug_assert_eq!(got, id);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_ready[idx] = false;
+                    return;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     crate::log::warning(&format!("Failed to accept a connection: {e}"));
+                    self.accept_ready[idx] = false;
                     return;
                 }
             }
         }
     }
 
-    fn read_peer(&mut self, bus: &mut Bus, id: u64) {
-        for _ in 0..READS_PER_TURN {
+    /// One turn of connection `id`: dispatch what an earlier turn left
+    /// buffered, then read and dispatch until the socket is dry, or `bytes`
+    /// were read, or [`MSGS_PER_TURN`] messages were dispatched.
+    fn turn(&mut self, bus: &mut Bus, id: u64, mut bytes: usize) -> TurnEnd {
+        let mut msgs = MSGS_PER_TURN;
+        let leftover = bus
+            .peers
+            .get(&id)
+            .is_some_and(|p| !p.closing && p.large_rx.is_none() && !p.inbuf.is_empty());
+        if leftover {
+            msgs -= bus.process_input(id, msgs);
+        }
+        loop {
             let Some(p) = bus.peers.get_mut(&id) else {
-                return;
+                return TurnEnd::Gone;
             };
             if p.closing {
-                return;
+                return TurnEnd::Gone;
+            }
+            if msgs == 0 || bytes == 0 {
+                return TurnEnd::Exhausted;
             }
             if Self::at_incoming_limit(bus, id) {
                 // Back-pressure: read no more until its messages drain.
-                if !self.throttled.contains(&id) {
-                    self.throttled.push(id);
-                }
-                return;
+                return TurnEnd::Throttled;
             }
             let Some(p) = bus.peers.get_mut(&id) else {
-                return;
+                return TurnEnd::Gone;
             };
             let mut fds = Vec::new();
             if let Some(rx) = &mut p.large_rx {
                 // The rest of a large message goes straight into its buffer.
-                match p.stream.recv(rx.spare(), &mut fds) {
+                let spare = rx.spare();
+                let lim = spare.len().min(bytes);
+                match p.stream.recv(&mut spare[..lim], &mut fds) {
                     Ok(0) => {
                         bus.close(id);
-                        return;
+                        return TurnEnd::Gone;
                     }
                     Ok(n) => {
+                        bytes -= n;
                         let done = rx.advance(n);
                         p.in_fds.extend(fds);
                         if done {
                             bus.finish_large_message(id);
+                            msgs -= 1;
+                            msgs -= bus.process_input(id, msgs);
                         } else {
                             bus.check_pending_fds(id);
                         }
                         continue;
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return TurnEnd::Drained,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(_) => {
                         bus.close(id);
-                        return;
+                        return TurnEnd::Gone;
                     }
                 }
             }
-            match p.stream.recv(&mut self.scratch, &mut fds) {
+            let want = self.scratch.len().min(bytes);
+            match p.stream.recv(&mut self.scratch[..want], &mut fds) {
                 Ok(0) => {
                     bus.close(id);
-                    return;
+                    return TurnEnd::Gone;
                 }
                 Ok(n) => {
+                    bytes -= n;
                     p.inbuf.extend_from_slice(&self.scratch[..n]);
                     p.in_fds.extend(fds);
-                    bus.process_input(id);
+                    msgs -= bus.process_input(id, msgs);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return TurnEnd::Drained,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
                     bus.close(id);
-                    return;
+                    return TurnEnd::Gone;
                 }
             }
         }
-        // Out of turns with data left: come back after the others.
-        self.again.push(id);
     }
 
-    fn timers(&mut self, bus: &mut Bus) {
-        let now = Instant::now();
+    /// Fires what is due: reply timeouts, authentication and pending-fd
+    /// timeouts, activation timeouts. Costs O(log n) per deadline fired.
+    fn timers(&mut self, bus: &mut Bus, now: Instant) {
         for (caller, serial) in bus.replies.expire(now) {
             bus.send_error_serial(
                 caller,
@@ -650,40 +759,7 @@ impl Loop {
                 "Message did not receive a reply (timeout by message bus)",
             );
         }
-        let limits = &bus.config.limits;
-        let pending_fd = Duration::from_millis(limits.pending_fd_timeout);
-        let mut expired = Vec::new();
-        for p in bus.peers.values().filter(|p| !p.closing) {
-            if p.auth_deadline.is_some_and(|d| d <= now) {
-                // dbus-daemon's words; incomplete means until Hello.
-                crate::log::peer_warning(
-                    crate::log::Kind::AuthTimeout,
-                    &p.who(),
-                    &format!(
-                        "Connection has not authenticated soon enough, closing it \
-                         (auth_timeout={}ms)",
-                        limits.auth_timeout
-                    ),
-                );
-                expired.push(p.id);
-            } else if p.pending_fd_since.is_some_and(|s| s + pending_fd <= now) {
-                crate::log::peer_warning(
-                    crate::log::Kind::LimitReached,
-                    &p.who(),
-                    &format!(
-                        "Connection \"{}\" ({}) has had Unix fds pending for too long, \
-                         closing it (pending_fd_timeout={} ms)",
-                        p.name(),
-                        p.loginfo(),
-                        limits.pending_fd_timeout
-                    ),
-                );
-                expired.push(p.id);
-            }
-        }
-        for id in expired {
-            bus.close(id);
-        }
+        bus.expire_deadlines(now);
         crate::activation::timers(bus, now);
     }
 

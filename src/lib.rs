@@ -14,6 +14,7 @@ pub mod log;
 pub mod notify;
 pub mod pidfile;
 pub mod printfd;
+pub mod ready;
 pub mod reload;
 pub mod syslog;
 pub mod transport;

@@ -6,6 +6,7 @@
 //! `run` prints one `RESULT` line of tab-separated key=value pairs on stdout (plus a human
 //! summary on stderr) and exits non-zero when the scenario failed (timeout, lost message, error).
 
+mod hostile;
 mod wire;
 
 use std::collections::BTreeMap;
@@ -35,6 +36,12 @@ struct Opts {
     rules: usize,
     timeout: Duration,
     quick: bool,
+    /// Idle connections (getid-idle, hostile).
+    idle: usize,
+    /// Flooding connections (hostile).
+    flooders: usize,
+    /// Garbage-sending, reconnecting peers (hostile).
+    garbage: usize,
 }
 
 fn usage() -> ! {
@@ -75,6 +82,9 @@ fn parse_run_args(args: &[String]) -> Opts {
         rules: 5,
         timeout: Duration::from_secs(60),
         quick: false,
+        idle: usize::MAX,
+        flooders: 4,
+        garbage: 20,
     };
     let mut i = 0;
     let val = |i: &mut usize| -> String {
@@ -115,6 +125,9 @@ fn parse_run_args(args: &[String]) -> Opts {
             "--rules" => o.rules = (num(v(&mut i)) as usize).max(1),
             "--timeout" => o.timeout = Duration::from_secs(num(v(&mut i))),
             "--quick" => o.quick = true,
+            "--idle" => o.idle = num(v(&mut i)) as usize,
+            "--flooders" => o.flooders = num(v(&mut i)) as usize,
+            "--garbage" => o.garbage = num(v(&mut i)) as usize,
             _ => usage(),
         }
         i += 1;
@@ -129,8 +142,18 @@ fn parse_run_args(args: &[String]) -> Opts {
         "broadcast" | "monitor" => (0, 128, 64, if q { 20_000 } else { 100_000 }, 8),
         "fanout-sparse" => (0, 128, 64, if q { 20_000 } else { 100_000 }, 200),
         "large" => (1, 4, 1 << 20, if q { 200 } else { 1_000 }, 0),
+        // count = sequential GetId calls; size = flood signal body bytes.
+        "getid" | "getid-idle" => (0, 1, 0, if q { 4_000 } else { 20_000 }, 0),
+        "hostile" => (0, 1, 4096, if q { 1_000 } else { 2_000 }, 0),
         _ => usage(),
     };
+    if o.idle == usize::MAX {
+        o.idle = match o.scenario.as_str() {
+            "getid-idle" => 4000,
+            "hostile" => 500,
+            _ => 0,
+        };
+    }
     if o.pairs == 0 {
         o.pairs = pairs
     }
@@ -173,6 +196,18 @@ fn daemon_cpu(pid: Option<u32>) -> Option<(u64, u64)> {
     Some((ticks, sched))
 }
 
+/// The daemon's peak resident set (VmHWM, KiB) and whether it is still alive (not gone, not
+/// a zombie).
+fn daemon_rss_alive(pid: Option<u32>) -> (u64, bool) {
+    let Some(pid) = pid else { return (0, true) };
+    let Ok(st) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return (0, false);
+    };
+    let field = |k: &str| st.lines().find_map(|l| l.strip_prefix(k)).map(str::trim).unwrap_or("");
+    let rss = field("VmHWM:").trim_end_matches("kB").trim().parse().unwrap_or(0);
+    (rss, !field("State:").starts_with('Z'))
+}
+
 fn clk_tck() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
@@ -189,6 +224,11 @@ struct Outcome {
     wall: Duration,
     error: Option<String>,
     lat_ns: Vec<u64>,
+    /// Scenario-specific figures for the RESULT line.
+    extra: Vec<(&'static str, String)>,
+    /// Daemon CPU at the start and end of the measured phase, when the scenario measures a
+    /// phase of its own (otherwise the whole scenario is measured).
+    cpu: Option<((u64, u64), (u64, u64))>,
 }
 
 type Shared = (Instant, Arc<AtomicBool>);
@@ -322,6 +362,8 @@ fn unicast(o: &Opts) -> Outcome {
         wall: Duration::ZERO,
         error: Some(format!("setup: {e}")),
         lat_ns: vec![],
+        extra: vec![],
+        cpu: None,
     };
     let mut pairs = Vec::new();
     for _ in 0..o.pairs {
@@ -360,7 +402,7 @@ fn unicast(o: &Opts) -> Outcome {
         }
     }
     routed += progress.iter().map(|p| p.load(Ordering::Relaxed)).sum::<u64>();
-    Outcome { routed, expected, wall: t0.elapsed(), error, lat_ns }
+    Outcome { routed, expected, wall: t0.elapsed(), error, lat_ns, extra: vec![], cpu: None }
 }
 
 fn broadcast(o: &Opts, monitor: bool) -> Outcome {
@@ -373,6 +415,8 @@ fn broadcast(o: &Opts, monitor: bool) -> Outcome {
         wall: Duration::ZERO,
         error: Some(format!("setup: {e}")),
         lat_ns: vec![],
+        extra: vec![],
+        cpu: None,
     };
     let mut sender = match connect(o, &sh) {
         Ok(c) => c,
@@ -492,7 +536,7 @@ fn broadcast(o: &Opts, monitor: bool) -> Outcome {
     if error.is_none() && o.subscribers == 0 {
         error = Some("no subscribers".into());
     }
-    Outcome { routed, expected, wall: t0.elapsed(), error, lat_ns: vec![] }
+    Outcome { routed, expected, wall: t0.elapsed(), error, lat_ns: vec![], extra: vec![], cpu: None }
 }
 
 /// fanout-sparse: N subscribers, each with R rules `type='signal',interface='org.example.Fan.I<j>',
@@ -513,6 +557,8 @@ fn fanout_sparse(o: &Opts) -> Outcome {
         wall: Duration::ZERO,
         error: Some(format!("setup: {e}")),
         lat_ns: vec![],
+        extra: vec![],
+        cpu: None,
     };
     let iface = |j: usize| format!("org.example.Fan.I{j}");
     let mut sender = match connect(o, &sh) {
@@ -644,7 +690,7 @@ fn fanout_sparse(o: &Opts) -> Outcome {
         note_err(&mut error, format!("sender: {e}"));
     }
     let routed = received.load(Ordering::Relaxed);
-    Outcome { routed, expected, wall: t0.elapsed(), error, lat_ns: vec![] }
+    Outcome { routed, expected, wall: t0.elapsed(), error, lat_ns: vec![], extra: vec![], cpu: None }
 }
 
 /// Keeps the root cause: a thread that stopped because another failed ("aborted") is reported
@@ -672,9 +718,16 @@ fn run(args: &[String]) -> i32 {
         "broadcast" => broadcast(&o, false),
         "monitor" => broadcast(&o, true),
         "fanout-sparse" => fanout_sparse(&o),
+        "getid" | "getid-idle" => hostile::getid(&o),
+        "hostile" => hostile::hostile(&o),
         _ => unicast(&o),
     };
     let cpu1 = daemon_cpu(o.pid);
+    let (cpu0, cpu1) = match out.cpu {
+        Some((a, b)) => (Some(a), Some(b)),
+        None => (cpu0, cpu1),
+    };
+    let (rss_kib, alive) = daemon_rss_alive(o.pid);
     let tck = clk_tck();
     let (cpu_ns, sched_ns) = match (cpu0, cpu1) {
         (Some(a), Some(b)) => ((b.0 - a.0) * 1_000_000_000 / tck, b.1.saturating_sub(a.1)),
@@ -682,9 +735,11 @@ fn run(args: &[String]) -> i32 {
     };
     let mut lat = out.lat_ns.clone();
     lat.sort_unstable();
-    let ok = out.error.is_none() && out.routed == out.expected;
+    let ok = out.error.is_none() && out.routed == out.expected && alive;
     let status = if ok {
         "ok".to_string()
+    } else if !alive {
+        "CRASH".into()
     } else if let Some(e) = &out.error {
         if e.contains("deadline") {
             "TIMEOUT".into()
@@ -696,7 +751,7 @@ fn run(args: &[String]) -> i32 {
     };
     let secs = out.wall.as_secs_f64().max(1e-9);
     let per = |ns: u64| if out.routed > 0 { ns as f64 / out.routed as f64 } else { 0.0 };
-    let fields: Vec<(&str, String)> = vec![
+    let mut fields: Vec<(&str, String)> = vec![
         ("daemon", o.label.clone()),
         ("scenario", o.scenario.clone()),
         ("status", status.clone()),
@@ -715,8 +770,14 @@ fn run(args: &[String]) -> i32 {
         ("sched_ns_per_msg", format!("{:.0}", per(sched_ns))),
         ("lat_p50_us", format!("{:.1}", pct(&lat, 0.5))),
         ("lat_p99_us", format!("{:.1}", pct(&lat, 0.99))),
+        ("peak_rss_kib", rss_kib.to_string()),
+        ("alive", u8::from(alive).to_string()),
         ("error", out.error.clone().unwrap_or_default().replace(['\t', '\n'], " ")),
     ];
+    let at = fields.len() - 1;
+    for (k, v) in out.extra.iter().rev() {
+        fields.insert(at, (k, v.clone()));
+    }
     let line: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
     println!("RESULT\t{}", line.join("\t"));
     let get = |k: &str| fields.iter().find(|f| f.0 == k).map(|f| f.1.as_str()).unwrap_or("");
@@ -776,7 +837,7 @@ fn report(args: &[String]) -> i32 {
                 rows.iter().filter(|r| g(r, "daemon") == d && g(r, "scenario") == s).collect();
             let first = group.first()?;
             let mut m = (*group.iter().find(|r| g(r, "status") != "ok").unwrap_or(first)).clone();
-            for k in ["msg_per_s", "mib_per_s", "cpu_ns_per_msg", "sched_ns_per_msg", "lat_p50_us", "lat_p99_us", "wall_s"] {
+            for k in ["msg_per_s", "mib_per_s", "cpu_ns_per_msg", "sched_ns_per_msg", "lat_p50_us", "lat_p99_us", "wall_s", "peak_rss_kib"] {
                 let mut v: Vec<f64> = group.iter().filter(|r| g(r, "status") == "ok").map(|r| f(r, k)).collect();
                 if v.is_empty() {
                     continue;
@@ -798,8 +859,8 @@ fn report(args: &[String]) -> i32 {
     let mut o = io::stdout().lock();
     let _ = writeln!(
         o,
-        "{:<10} {:<12} {:>9} {:>10} {:>8} {:>11} {:>11} {:>8} {:>8}  {}",
-        "scenario", "daemon", "msgs", "msg/s", "MiB/s", "cpu ns/msg", "sched ns/m", "p50 us", "p99 us", "status"
+        "{:<10} {:<12} {:>9} {:>10} {:>8} {:>11} {:>11} {:>8} {:>8} {:>7}  {}",
+        "scenario", "daemon", "msgs", "msg/s", "MiB/s", "cpu ns/msg", "sched ns/m", "p50 us", "p99 us", "rss MiB", "status"
     );
     for s in &scenarios {
         for d in &daemons {
@@ -807,7 +868,7 @@ fn report(args: &[String]) -> i32 {
                 let lat = f(r, "lat_p50_us") > 0.0;
                 let _ = writeln!(
                     o,
-                    "{:<10} {:<12} {:>9} {:>10} {:>8} {:>11} {:>11} {:>8} {:>8}  {}",
+                    "{:<10} {:<12} {:>9} {:>10} {:>8} {:>11} {:>11} {:>8} {:>8} {:>7}  {}",
                     s,
                     d,
                     g(r, "routed"),
@@ -817,6 +878,7 @@ fn report(args: &[String]) -> i32 {
                     g(r, "sched_ns_per_msg"),
                     if lat { g(r, "lat_p50_us") } else { "-".into() },
                     if lat { g(r, "lat_p99_us") } else { "-".into() },
+                    format!("{:.1}", f(r, "peak_rss_kib") / 1024.0),
                     if g(r, "status") == "ok" { "ok".into() } else { format!("{} {}", g(r, "status"), g(r, "error")) }
                 );
             }
@@ -846,6 +908,7 @@ fn report(args: &[String]) -> i32 {
             let _ = writeln!(o, "{line}");
         }
     }
+    fairness_report(&mut o, &rows, &daemons, &base);
     if let Some(jp) = json_out {
         let mut j = String::from("[\n");
         for (i, r) in rows.iter().enumerate() {
@@ -869,6 +932,80 @@ fn report(args: &[String]) -> i32 {
         }
     }
     0
+}
+
+/// The hostile and idle-connection scenarios: every hostile run on its own (the machine is
+/// shared, so one median hides too much), p50/p99 ratios against busbar, and per daemon the
+/// CPU per call with idle connections over that without.
+fn fairness_report(o: &mut impl Write, rows: &[BTreeMap<String, String>], daemons: &[String], base: &str) {
+    let g = |r: &BTreeMap<String, String>, k: &str| r.get(k).cloned().unwrap_or_default();
+    let f = |r: &BTreeMap<String, String>, k: &str| g(r, k).parse::<f64>().unwrap_or(0.0);
+    let hostile: Vec<&BTreeMap<String, String>> = rows.iter().filter(|r| g(r, "scenario") == "hostile").collect();
+    if !hostile.is_empty() {
+        let _ = writeln!(o, "\nhostile, every run (quiet client's sequential GetId under flood + garbage + stuck reader)");
+        let _ = writeln!(
+            o,
+            "{:<4} {:<12} {:>9} {:>8} {:>8} {:>8} {:>6} {:>10} {:>8}  {}",
+            "run", "daemon", "answered", "p50 us", "p99 us", "rss MiB", "alive", "flood msgs", "garbage", "status"
+        );
+        let runs = |d: &str| hostile.iter().filter(|r| g(r, "daemon") == d).copied().collect::<Vec<_>>();
+        let n = daemons.iter().map(|d| runs(d).len()).max().unwrap_or(0);
+        for i in 0..n {
+            for d in daemons {
+                if let Some(r) = runs(d).get(i) {
+                    let _ = writeln!(
+                        o,
+                        "{:<4} {:<12} {:>9} {:>8} {:>8} {:>8.1} {:>6} {:>10} {:>8}  {}",
+                        i + 1,
+                        d,
+                        format!("{}/{}", g(r, "routed"), g(r, "expected")),
+                        g(r, "lat_p50_us"),
+                        g(r, "lat_p99_us"),
+                        f(r, "peak_rss_kib") / 1024.0,
+                        if g(r, "alive") == "0" { "DEAD" } else { "yes" },
+                        g(r, "flood_msgs"),
+                        g(r, "garbage_cycles"),
+                        g(r, "status")
+                    );
+                }
+            }
+            for d in daemons.iter().filter(|d| d.as_str() != base) {
+                if let (Some(a), Some(b)) = (runs(base).get(i), runs(d).get(i)) {
+                    if f(b, "lat_p50_us") > 0.0 && f(b, "lat_p99_us") > 0.0 {
+                        let _ = writeln!(
+                            o,
+                            "{:<4} {base}/{d}: p50 {:.2}x, p99 {:.2}x",
+                            "",
+                            f(a, "lat_p50_us") / f(b, "lat_p50_us"),
+                            f(a, "lat_p99_us") / f(b, "lat_p99_us")
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let cpu_of = |d: &str, s: &str| {
+        let mut v: Vec<f64> = rows
+            .iter()
+            .filter(|r| g(r, "daemon") == d && g(r, "scenario") == s && g(r, "status") == "ok")
+            .map(|r| f(r, "sched_ns_per_msg"))
+            .collect();
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v.get(v.len() / 2).copied()
+    };
+    let mut header = false;
+    for d in daemons {
+        if let (Some(a), Some(b)) = (cpu_of(d, "getid-idle"), cpu_of(d, "getid")) {
+            if !header {
+                let _ = writeln!(o, "\ndaemon CPU per GetId call (schedstat ns; median), idle connections vs none");
+                let _ = writeln!(o, "{:<12} {:>10} {:>12} {:>7}", "daemon", "none", "with idle", "ratio");
+                header = true;
+            }
+            if b > 0.0 {
+                let _ = writeln!(o, "{d:<12} {b:>10.0} {a:>12.0} {:>7.2}", a / b);
+            }
+        }
+    }
 }
 
 fn main() {

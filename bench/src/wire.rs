@@ -280,6 +280,11 @@ impl Conn {
         Ok(c)
     }
 
+    /// The bare socket, dropping the buffers (for connections that only sit there).
+    pub fn into_stream(self) -> UnixStream {
+        self.s
+    }
+
     /// The socket's fd (for epoll over many connections).
     pub fn fd(&self) -> std::os::fd::RawFd {
         std::os::fd::AsRawFd::as_raw_fd(&self.s)

@@ -45,6 +45,8 @@ pub struct Bus {
     pub names: Registry,
     /// Outstanding method calls.
     pub replies: Replies,
+    /// Authentication and pending-fd deadlines of the connections.
+    pub deadlines: super::deadlines::Deadlines,
     /// Counter for unique names (:1.N).
     pub next_unique: u64,
     /// Counter for connection ids.
@@ -116,6 +118,7 @@ impl Bus {
             unique: HashMap::new(),
             names: Registry::default(),
             replies: Replies::default(),
+            deadlines: super::deadlines::Deadlines::default(),
             next_unique: 0,
             next_id: 1,
             config,

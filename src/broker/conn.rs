@@ -2,7 +2,6 @@
 //! validation), and disconnection with everything it releases.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
 
 use super::bus::Bus;
 use super::names::NameEvent;
@@ -25,7 +24,6 @@ impl Bus {
             .users
             .account(creds.uid.unwrap_or(super::quota::NO_UID));
         let sasl = SaslServer::new(self.sasl.clone(), creds.uid);
-        let deadline = Instant::now() + Duration::from_millis(self.config.limits.auth_timeout);
         let peer = Peer {
             id,
             stream,
@@ -45,8 +43,8 @@ impl Bus {
             out_fds: 0,
             names: Vec::new(),
             policy: policy::ConnectionPolicy::default(),
-            auth_deadline: Some(deadline),
-            pending_fd_since: None,
+            auth_deadline: None,
+            pending_fd_deadline: None,
             closing: false,
             stats: PeerStats::default(),
             loginfo_cache: std::cell::OnceCell::new(),
@@ -60,6 +58,7 @@ impl Bus {
             quota_pause: None,
         };
         self.peers.insert(id, peer);
+        self.arm_auth_deadline(id);
         self.incomplete += 1;
         id
     }
@@ -91,19 +90,16 @@ impl Bus {
         }
     }
 
-    /// The keyring worker answered: handshakes waiting for it go on. Only
-    /// connections still authenticating are looked at, and this runs only
-    /// when the worker wakes the loop.
-    pub fn keyrings_ready(&mut self) {
-        let waiting: Vec<u64> = self
-            .peers
+    /// The keyring worker answered: the connections whose handshake waits
+    /// for it, for the loop to give a turn. Only connections still
+    /// authenticating are looked at, and this runs only when the worker
+    /// wakes the loop.
+    pub fn keyring_waiters(&self) -> Vec<u64> {
+        self.peers
             .values()
             .filter(|p| matches!(&p.state, PeerState::Authenticating(s) if s.waiting_for_keyring()))
             .map(|p| p.id)
-            .collect();
-        for id in waiting {
-            self.process_input(id);
-        }
+            .collect()
     }
 
     /// Whether the connect rules (`<allow user=..>`, `<deny group=..>`)
@@ -124,14 +120,17 @@ impl Bus {
         self.config.policy.allows_user(uid, &gids)
     }
 
-    /// Processes everything buffered for connection `id`.
-    pub fn process_input(&mut self, id: u64) {
+    /// Processes what is buffered for connection `id`: SASL lines, then at
+    /// most `budget` whole messages (the rest waits for the connection's
+    /// next turn, so that one sender cannot hold the loop). Returns how many
+    /// messages were dispatched.
+    pub fn process_input(&mut self, id: u64, budget: usize) -> usize {
         loop {
             let Some(p) = self.peers.get_mut(&id) else {
-                return;
+                return 0;
             };
             if p.closing {
-                return;
+                return 0;
             }
             if let PeerState::Authenticating(sasl) = &mut p.state {
                 let mut out = Vec::new();
@@ -148,11 +147,11 @@ impl Bus {
                     SaslStatus::Continue => {
                         // Fds sent during authentication are bounded too.
                         self.check_pending_fds(id);
-                        return;
+                        return 0;
                     }
                     SaslStatus::Disconnect => {
                         self.close(id);
-                        return;
+                        return 0;
                     }
                     SaslStatus::Authenticated { uid, unix_fd } => {
                         self.authenticated(id, uid, unix_fd);
@@ -160,8 +159,7 @@ impl Bus {
                     }
                 }
             }
-            self.frame_messages(id);
-            return;
+            return self.frame_messages(id, budget);
         }
     }
 
@@ -214,16 +212,24 @@ impl Bus {
 
     /// Splits buffered bytes into messages, validates and routes them. A
     /// large message that is not complete yet moves to a buffer of its own
-    /// (`large_rx`) so the rest of it is read straight into place.
-    fn frame_messages(&mut self, id: u64) {
+    /// (`large_rx`) so the rest of it is read straight into place. Stops
+    /// after `budget` messages; returns how many it dispatched.
+    fn frame_messages(&mut self, id: u64, budget: usize) -> usize {
         let max = self.config.limits.max_message_size as usize;
         let mut pos = 0;
+        let mut done = 0;
         loop {
             let Some(p) = self.peers.get_mut(&id) else {
-                return;
+                return done;
             };
             if p.closing || p.large_rx.is_some() {
                 break;
+            }
+            if done == budget {
+                // Whole messages are left: their fds are not pending, so
+                // the pending-fd checks wait until they are dispatched.
+                p.inbuf.drain(..pos.min(p.inbuf.len()));
+                return done;
             }
             let avail = p.inbuf.len() - pos;
             if avail < FIXED_HEADER_LEN {
@@ -245,6 +251,7 @@ impl Bus {
             }
             let bytes = p.inbuf[pos..pos + total].to_vec();
             pos += total;
+            done += 1;
             if !self.accept_message(id, bytes) {
                 break;
             }
@@ -253,6 +260,7 @@ impl Bus {
             p.inbuf.drain(..pos.min(p.inbuf.len()));
         }
         self.check_pending_fds(id);
+        done
     }
 
     /// After bytes were read and complete messages taken: fds left over
@@ -261,6 +269,8 @@ impl Bus {
     /// no more of them than one message can carry: libdbus reads fds into a
     /// buffer of max_message_unix_fds and drops a connection that sends
     /// more, so neither can a peer here pin an unbounded number of fds.
+    /// The timeout starts when fds start waiting and stops when none is
+    /// left, as dbus-daemon's pending_unix_fds timeout does.
     pub fn check_pending_fds(&mut self, id: u64) {
         let max = self.config.limits.max_message_unix_fds;
         let Some(p) = self.peers.get_mut(&id) else {
@@ -270,28 +280,31 @@ impl Bus {
             return;
         }
         if p.in_fds.is_empty() {
-            p.pending_fd_since = None;
+            self.set_fds_pending(id, false);
             return;
         }
-        if p.pending_fd_since.is_none() {
-            p.pending_fd_since = Some(Instant::now());
-        }
-        if p.in_fds.len() as u64 > max {
+        let n = p.in_fds.len();
+        self.set_fds_pending(id, true);
+        let Some(p) = self.peers.get(&id) else {
+            return;
+        };
+        if n as u64 > max {
             crate::log::peer_warning(
                 crate::log::Kind::LimitReached,
                 &p.who(),
                 &format!(
-                    "Disconnecting {} ({}): {} unix fds pending, more than one message may carry (max_message_unix_fds={max})",
+                    "Disconnecting {} ({}): {n} unix fds pending, more than one message may carry (max_message_unix_fds={max})",
                     p.name(),
                     p.loginfo(),
-                    p.in_fds.len()
                 ),
             );
             self.close(id);
         }
     }
 
-    /// The large message being read into its own buffer is complete.
+    /// The large message being read into its own buffer is complete:
+    /// dispatches it (what follows it in `inbuf` waits for
+    /// [`Bus::process_input`]).
     pub fn finish_large_message(&mut self, id: u64) {
         let Some(p) = self.peers.get_mut(&id) else {
             return;
@@ -299,9 +312,7 @@ impl Bus {
         let Some(rx) = p.large_rx.take() else {
             return;
         };
-        if self.accept_message(id, rx.into_bytes()) {
-            self.process_input(id);
-        }
+        self.accept_message(id, rx.into_bytes());
     }
 
     /// Logs why connection `id` broke the protocol and disconnects it.
@@ -336,7 +347,6 @@ impl Bus {
             return false;
         }
         let fds: Vec<_> = p.in_fds.drain(..n).collect();
-        p.pending_fd_since = None;
         p.stats.in_msgs += 1;
         p.stats.in_bytes += bytes.len() as u64;
         p.stats.in_fds += n as u64;
@@ -362,6 +372,7 @@ impl Bus {
     /// (with NameOwnerChanged), match rules, and pending calls (their callers
     /// get NoReply).
     pub fn remove_peer(&mut self, id: u64) -> Option<Peer> {
+        self.disarm_deadlines(id);
         let p = self.peers.get_mut(&id)?;
         p.closing = true;
         let rules = self.matches.remove_peer(id);

@@ -4,6 +4,7 @@
 pub mod broadcast;
 pub mod bus;
 pub mod conn;
+pub mod deadlines;
 pub mod idmap;
 pub mod matchindex;
 pub mod matchrule;

@@ -351,10 +351,12 @@ pub struct Peer {
     pub names: Vec<Rc<str>>,
     /// The policy that applies to this connection.
     pub policy: policy::ConnectionPolicy,
-    /// Deadline for authentication + Hello.
+    /// Deadline for authentication + Hello, as armed in `Bus::deadlines`
+    /// (set through the Bus, which keeps the two in step).
     pub auth_deadline: Option<Instant>,
-    /// Since when an incomplete message with fds has been waiting.
-    pub pending_fd_since: Option<Instant>,
+    /// When fds waiting for the rest of their message time out, as armed
+    /// in `Bus::deadlines`.
+    pub pending_fd_deadline: Option<Instant>,
     /// Set when the connection must be dropped after its queue is flushed
     /// (or at once).
     pub closing: bool,

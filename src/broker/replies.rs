@@ -2,8 +2,10 @@
 //! reply is delivered once and only when it was asked for, callers learn
 //! when the callee disconnects, and calls time out after reply_timeout.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Instant;
+
+use super::idmap::IdMap;
 
 #[derive(Debug, Clone, Copy)]
 struct Pending {
@@ -20,11 +22,20 @@ pub enum ExpectError {
     TooMany,
 }
 
+/// One connection's share of the pending calls: the serials it waits on,
+/// and the (caller, serial) pairs that wait on it. A connection that
+/// leaves is handled from its own entry, whatever else is pending.
+#[derive(Debug, Default)]
+struct Own {
+    calls: HashSet<u32>,
+    owed: HashSet<(u64, u32)>,
+}
+
 /// Outstanding method calls, keyed by (caller, serial).
 #[derive(Debug, Default)]
 pub struct Replies {
     pending: HashMap<(u64, u32), Pending>,
-    per_caller: HashMap<u64, u32>,
+    by_peer: IdMap<Own>,
     deadlines: BTreeSet<(Instant, u64, u32)>,
 }
 
@@ -43,22 +54,20 @@ impl Replies {
                 return Err(ExpectError::DuplicateSerial);
             }
         }
-        let count = self.per_caller.get(&caller).copied().unwrap_or(0);
-        if u64::from(count) >= limit {
+        if self.count_for(caller) as u64 >= limit {
             return Err(ExpectError::TooMany);
         }
-        if let Some(old) = self
-            .pending
-            .insert((caller, serial), Pending { callee, deadline })
-        {
-            // A call with a reused serial to another callee replaces the old
-            // expectation.
-            if let Some(d) = old.deadline {
-                self.deadlines.remove(&(d, caller, serial));
-            }
-        } else {
-            *self.per_caller.entry(caller).or_insert(0) += 1;
-        }
+        // A call with a reused serial to another callee replaces the old
+        // expectation.
+        self.remove(caller, serial);
+        self.pending
+            .insert((caller, serial), Pending { callee, deadline });
+        self.by_peer.entry(caller).or_default().calls.insert(serial);
+        self.by_peer
+            .entry(callee)
+            .or_default()
+            .owed
+            .insert((caller, serial));
         if let Some(d) = deadline {
             self.deadlines.insert((d, caller, serial));
         }
@@ -78,41 +87,51 @@ impl Replies {
     }
 
     fn remove(&mut self, caller: u64, serial: u32) {
-        if let Some(p) = self.pending.remove(&(caller, serial)) {
-            if let Some(d) = p.deadline {
-                self.deadlines.remove(&(d, caller, serial));
-            }
-            if let Some(c) = self.per_caller.get_mut(&caller) {
-                *c -= 1;
-                if *c == 0 {
-                    self.per_caller.remove(&caller);
-                }
-            }
+        let Some(p) = self.pending.remove(&(caller, serial)) else {
+            return;
+        };
+        if let Some(d) = p.deadline {
+            self.deadlines.remove(&(d, caller, serial));
+        }
+        self.forget(caller, |o| {
+            o.calls.remove(&serial);
+        });
+        self.forget(p.callee, |o| {
+            o.owed.remove(&(caller, serial));
+        });
+    }
+
+    /// Applies `f` to `id`'s entry. An entry that becomes empty stays until
+    /// [`Replies::peer_gone`] (one per connection at most), so a peer making
+    /// one call at a time does not allocate its sets again for every call.
+    fn forget(&mut self, id: u64, f: impl FnOnce(&mut Own)) {
+        if let Some(o) = self.by_peer.get_mut(&id) {
+            f(o);
         }
     }
 
     /// Number of replies `caller` waits for.
     pub fn count_for(&self, caller: u64) -> u32 {
-        self.per_caller.get(&caller).copied().unwrap_or(0)
+        self.by_peer
+            .get(&caller)
+            .map_or(0, |o| o.calls.len() as u32)
     }
 
     /// A peer left: forgets its own calls and returns the (caller, serial)
-    /// pairs that were waiting on it, in serial order per caller.
+    /// pairs that were waiting on it, in serial order per caller. Costs
+    /// O(its own calls and callers), not O(all pending calls).
     pub fn peer_gone(&mut self, id: u64) -> Vec<(u64, u32)> {
-        let keys: Vec<(u64, u32)> = self
-            .pending
-            .iter()
-            .filter(|(k, p)| k.0 == id || p.callee == id)
-            .map(|(k, _)| *k)
-            .collect();
-        let mut orphaned = Vec::new();
-        for (caller, serial) in keys {
-            if caller != id {
-                orphaned.push((caller, serial));
-            }
+        let Some(own) = self.by_peer.remove(&id) else {
+            return Vec::new();
+        };
+        for serial in own.calls {
+            self.remove(id, serial);
+        }
+        let mut orphaned: Vec<(u64, u32)> = own.owed.into_iter().filter(|k| k.0 != id).collect();
+        orphaned.sort_unstable();
+        for &(caller, serial) in &orphaned {
             self.remove(caller, serial);
         }
-        orphaned.sort_unstable();
         orphaned
     }
 
@@ -132,6 +151,16 @@ impl Replies {
     /// The earliest deadline.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.deadlines.first().map(|d| d.0)
+    }
+
+    /// Number of calls waiting for a reply.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Whether no call waits for a reply.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
     }
 }
 

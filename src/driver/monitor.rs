@@ -70,7 +70,11 @@ pub(super) fn become_monitor(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denie
             crate::log::Kind::Monitor,
             crate::log::Level::Info,
             Some(&p.who()),
-            &format!("Connection {} ({}) became a monitor.", p.name(), p.loginfo()),
+            &format!(
+                "Connection {} ({}) became a monitor.",
+                p.name(),
+                p.loginfo()
+            ),
         );
     }
     bus.monitors.push(sid);

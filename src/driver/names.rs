@@ -68,8 +68,8 @@ pub(super) fn hello(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
     if let Some(p) = bus.peers.get_mut(&c.sid) {
         p.unique_name = Some(name.clone());
         p.state = PeerState::Active;
-        p.auth_deadline = None;
     }
+    bus.disarm_auth_deadline(c.sid);
     bus.incomplete = bus.incomplete.saturating_sub(1);
     bus.completed += 1;
     if let Some(uid) = p_uid {

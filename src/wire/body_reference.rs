@@ -11,11 +11,7 @@ use super::{Endian, WireError, MAX_ARRAY_LEN};
 
 /// What [`super::body::validate_body`] returned before it compiled
 /// signatures.
-pub fn validate_body_reference(
-    sig: &[u8],
-    body: &[u8],
-    endian: Endian,
-) -> Result<(), WireError> {
+pub fn validate_body_reference(sig: &[u8], body: &[u8], endian: Endian) -> Result<(), WireError> {
     validate_signature(sig)?;
     let mut v = Validator {
         buf: body,
