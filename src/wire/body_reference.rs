@@ -382,7 +382,7 @@ mod tests {
                 body.extend_from_slice(&[1, b'v', 0]);
             }
             body.extend_from_slice(&[1, b'y', 0, 7]);
-            check(b"v", &body, 0);
+            check(b"v", &body);
         }
         for k in 1..=32 {
             let sig = format!("{}y{}", "a(".repeat(k), ")".repeat(k));
@@ -399,14 +399,14 @@ mod tests {
                 let len = (body.len() - (at + 4).next_multiple_of(8)) as u32;
                 body[at..at + 4].copy_from_slice(&len.to_le_bytes());
             }
-            check(sig.as_bytes(), &body, 0);
+            check(sig.as_bytes(), &body);
             let sig = format!("{}v{}", "a(".repeat(k), ")".repeat(k));
-            check(sig.as_bytes(), &body, 0);
+            check(sig.as_bytes(), &body);
             let sig = format!("a{}y{}", "(".repeat(k), ")".repeat(k));
             let mut b2 = vec![8, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0];
-            check(sig.as_bytes(), &b2, 0);
+            check(sig.as_bytes(), &b2);
             b2[9] = 1;
-            check(sig.as_bytes(), &b2, 0);
+            check(sig.as_bytes(), &b2);
         }
     }
 }
