@@ -470,10 +470,12 @@ impl Loop {
                         return Ok(());
                     }
                 } else if t == KEYRING_TOKEN {
-                    // Handshakes waiting for the keyring go on in their
-                    // next turn (a turn handles what is buffered first).
+                    // Handshakes waiting for the keyring go on now (SASL
+                    // may have an answer to send with nothing buffered);
+                    // whatever is left buffered gets the next turn.
                     for id in bus.keyring_waiters() {
-                        self.ready.schedule(id, Class::Incomplete);
+                        bus.process_input(id, MSGS_PER_TURN);
+                        self.ready.schedule(id, Self::class_of(bus, id));
                     }
                 } else if t == CONSOLE_TOKEN {
                     if self.console.as_mut().is_some_and(|w| w.drain()) {

@@ -299,10 +299,13 @@ fn system_conf_pidfile_written_before_dropping_privileges() {
     };
     let (child, _) = start_busbar(&conf, &[]);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !pidfile.exists() && Instant::now() < deadline {
+    // The file is created (O_EXCL) before its line is written, as with
+    // dbus-daemon, so wait for a whole line, not just for the file.
+    let mut pid = String::new();
+    while !pid.ends_with('\n') && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
+        pid = std::fs::read_to_string(&pidfile).unwrap_or_default();
     }
-    let pid = std::fs::read_to_string(&pidfile).unwrap_or_default();
     assert_eq!(pid.trim(), child.0.id().to_string(), "pidfile content");
     drop(child);
     let _ = std::fs::remove_dir_all(&dir);
