@@ -62,6 +62,27 @@ pub fn skip_or_fail(why: &str) {
     let _ = writeln!(io::stderr(), "SKIPPED: {why}");
 }
 
+/// Reads the address a daemon started with `--print-address=1` (stdout
+/// piped) prints, within [`TIMEOUT`]. On failure the child is killed and
+/// reaped, and the error says what was read instead.
+pub fn read_printed_address(child: &mut Child) -> Result<String, String> {
+    let stdout = child.stdout.take().ok_or("daemon stdout is not piped")?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let r = BufReader::new(stdout).read_line(&mut line).map(|_| line);
+        let _ = tx.send(r);
+    });
+    match rx.recv_timeout(TIMEOUT) {
+        Ok(Ok(line)) if !line.trim().is_empty() => Ok(line.trim().to_string()),
+        other => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(format!("daemon printed no address: {other:?}"))
+        }
+    }
+}
+
 /// True when the tests run against the reference dbus-daemon.
 pub fn is_reference_daemon() -> bool {
     daemon_path().contains("dbus-daemon")
@@ -207,22 +228,10 @@ impl Bus {
                 let _ = fs::remove_dir_all(&dir);
                 panic!("spawn bus daemon {daemon}: {e}")
             });
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let r = BufReader::new(stdout).read_line(&mut line).map(|_| line);
-            let _ = tx.send(r);
+        let address = read_printed_address(&mut child).unwrap_or_else(|e| {
+            let _ = fs::remove_dir_all(&dir);
+            panic!("{e}")
         });
-        let address = match rx.recv_timeout(TIMEOUT) {
-            Ok(Ok(line)) if !line.trim().is_empty() => line.trim().to_string(),
-            other => {
-                let _ = child.kill();
-                let _ = child.wait();
-                let _ = fs::remove_dir_all(&dir);
-                panic!("daemon printed no address: {other:?}");
-            }
-        };
         Bus {
             child,
             address,

@@ -5,11 +5,10 @@
 #![allow(dead_code)]
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::common::{connect_address, read_line, uid, Client, TIMEOUT};
@@ -86,21 +85,8 @@ impl Daemon {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", crate::common::daemon_path()));
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let r = BufReader::new(stdout).read_line(&mut line).map(|_| line);
-            let _ = tx.send(r);
-        });
-        let address = match rx.recv_timeout(TIMEOUT) {
-            Ok(Ok(line)) if !line.trim().is_empty() => line.trim().to_string(),
-            other => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("daemon printed no address: {other:?}");
-            }
-        };
+        let address =
+            crate::common::read_printed_address(&mut child).unwrap_or_else(|e| panic!("{e}"));
         Daemon { child, address }
     }
 
