@@ -12,7 +12,6 @@ mod common;
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -20,100 +19,12 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-struct Daemon {
-    child: Child,
-    address: String,
-    dir: std::path::PathBuf,
-}
-
-/// A client of `address` past SASL EXTERNAL and Hello.
-fn client(address: &str) -> Client {
-    let mut s = connect_address(address).expect("connect");
-    s.set_read_timeout(Some(TIMEOUT)).unwrap();
-    s.set_write_timeout(Some(TIMEOUT)).unwrap();
-    let hex: String = uid()
-        .to_string()
-        .bytes()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    s.write_all(format!("\0AUTH EXTERNAL {hex}\r\n").as_bytes())
-        .unwrap();
-    let line = read_line(&mut s);
-    assert!(line.starts_with("OK "), "auth: expected OK, got {line:?}");
-    s.write_all(b"BEGIN\r\n").unwrap();
-    let mut c = Client::from_stream(s);
-    c.hello();
-    c
-}
-
 /// Starts the daemon under test with bounded queues, stderr to a file.
-fn start() -> Daemon {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let dir =
-        std::env::temp_dir().join(format!("busbar-responsive-{}-{nanos}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let config = dir.join("bus.conf");
-    std::fs::write(
-        &config,
-        format!(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path={}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-  <limit name="max_incoming_bytes">1048576</limit>
-  <limit name="max_outgoing_bytes">1048576</limit>
-</busconfig>
-"#,
-            dir.join("bus").display()
-        ),
+fn start() -> Bus {
+    Bus::start_logging(
+        r#"<limit name="max_incoming_bytes">1048576</limit>
+  <limit name="max_outgoing_bytes">1048576</limit>"#,
     )
-    .expect("write config");
-    let log = std::fs::File::create(dir.join("daemon.log")).expect("log file");
-    let mut child = Command::new(daemon_path())
-        .arg(format!("--config-file={}", config.display()))
-        .args(["--nofork", "--nosyslog", "--print-address=1"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .expect("spawn daemon");
-    let mut out = child.stdout.take().expect("stdout");
-    let mut addr = Vec::new();
-    let mut b = [0u8; 1];
-    while out.read(&mut b).map(|n| n == 1).unwrap_or(false) && b[0] != b'\n' {
-        addr.push(b[0]);
-    }
-    let address = String::from_utf8_lossy(&addr).trim().to_string();
-    if address.is_empty() {
-        let _ = child.kill();
-        let _ = child.wait();
-        let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
-        let _ = std::fs::remove_dir_all(&dir);
-        panic!("daemon printed no address; its log: {log}");
-    }
-    Daemon {
-        child,
-        address,
-        dir,
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 /// A 4 KiB-body signal on the flood interface.
@@ -147,7 +58,7 @@ fn write_until(s: &mut UnixStream, mut data: &[u8], stop: &AtomicBool) -> io::Re
 }
 
 fn flooder(address: &str, stop: Arc<AtomicBool>, sent: Arc<AtomicU64>) -> thread::JoinHandle<()> {
-    let mut c = client(address);
+    let mut c = Client::connect_to(address);
     thread::spawn(move || {
         let _ = c.sock.set_write_timeout(Some(Duration::from_millis(50)));
         let msg = flood_signal();
@@ -197,10 +108,10 @@ fn quiet_client_is_answered_under_flood_garbage_and_a_stuck_reader() {
     let mut d = start();
     let bus = d.address.clone();
     let bus = bus.as_str();
-    let idle: Vec<Client> = (0..50).map(|_| client(bus)).collect();
-    let mut stuck = client(bus);
+    let idle: Vec<Client> = (0..50).map(|_| Client::connect_to(bus)).collect();
+    let mut stuck = Client::connect_to(bus);
     stuck.add_match("type='signal',interface='org.example.Flood'");
-    let mut quiet = client(bus);
+    let mut quiet = Client::connect_to(bus);
 
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
@@ -249,12 +160,12 @@ fn quiet_client_is_answered_under_flood_garbage_and_a_stuck_reader() {
 }
 
 /// Like `common::assert_bus_healthy`, for a daemon started here.
-fn assert_bus_healthy_child(d: &mut Daemon, good: &mut Client) {
+fn assert_bus_healthy_child(d: &mut Bus, good: &mut Client) {
     let names = good.list_names();
     assert!(
         names.contains(&good.unique_name),
         "ListNames {names:?} lacks {}",
         good.unique_name
     );
-    assert!(matches!(d.child.try_wait(), Ok(None)), "the daemon died");
+    assert!(d.is_alive(), "the daemon died");
 }
