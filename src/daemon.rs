@@ -63,7 +63,23 @@ fn raise_fd_limit() {
     if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
         let want: u64 = 65536;
         if nix::unistd::geteuid().is_root() && hard < want {
-            let _ = setrlimit(Resource::RLIMIT_NOFILE, want, want);
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, want, want) {
+                // dbus-daemon logs this at info level, with the D-Bus
+                // error its errno maps to.
+                let name = if e == nix::errno::Errno::EPERM {
+                    "org.freedesktop.DBus.Error.AccessDenied"
+                } else {
+                    "org.freedesktop.DBus.Error.Failed"
+                };
+                crate::log::info(&format!(
+                    "{name}: Failed to set fd limit to {want}: {}",
+                    std::io::Error::from_raw_os_error(e as i32)
+                        .to_string()
+                        .split(" (os error")
+                        .next()
+                        .unwrap_or_default()
+                ));
+            }
         } else if soft < want.min(hard) {
             let _ = setrlimit(Resource::RLIMIT_NOFILE, want.min(hard), hard);
         }
@@ -166,6 +182,13 @@ fn run_inner(opts: Options, mut prints: PrintFds) -> Result<(), String> {
         targets = crate::log::TO_SYSLOG;
     }
     crate::log::set_targets(targets);
+    // Before forking, as dbus-daemon: its session prefix names the pid that
+    // read the configuration.
+    crate::log::set_prefix(crate::log::bus_prefix(
+        cfg.bus_type.as_deref(),
+        nix::unistd::getuid().as_raw(),
+        std::process::id(),
+    ));
     for w in &cfg.warnings {
         crate::log::warning(w);
     }

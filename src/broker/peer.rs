@@ -559,9 +559,20 @@ pub fn loginfo(creds: &PeerCreds) -> String {
         }
         let comm = std::fs::read(format!("/proc/{pid}/cmdline"))
             .map(|b| {
-                let b: Vec<u8> = b.into_iter().take(64).collect();
-                let t: String = String::from_utf8_lossy(&b).replace('\0', " ");
-                t.trim_end().to_string()
+                // dbus-daemon reads at most 50 bytes of the command line
+                // (MAX_LOG_COMMAND_LEN in bus/connection.c).
+                let b: Vec<u8> = b.into_iter().take(50).collect();
+                // As dbus-daemon: a final NUL is dropped, every other NUL
+                // becomes a space and every other byte outside printable
+                // ASCII a '?'.
+                let b = b.strip_suffix(b"\0").unwrap_or(&b);
+                b.iter()
+                    .map(|&c| match c {
+                        0 => ' ',
+                        0x20..=0x7e => c as char,
+                        _ => '?',
+                    })
+                    .collect::<String>()
             })
             .unwrap_or_default();
         s.push_str(&format!("pid={pid} comm=\"{comm}\""));

@@ -156,6 +156,9 @@ struct State {
     syslog: crate::syslog::Syslog,
     journal: journal::Journal,
     buckets: [Bucket; Kind::ALL.len()],
+    /// dbus-daemon's per-bus prefix of every line: `[system] ` or
+    /// `[session uid=U pid=P] `, empty for other bus types.
+    prefix: String,
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
@@ -166,6 +169,7 @@ static STATE: Mutex<State> = Mutex::new(State {
     syslog: crate::syslog::Syslog::new(),
     journal: journal::Journal::new(),
     buckets: [Bucket::new(); Kind::ALL.len()],
+    prefix: String::new(),
 });
 
 fn state() -> MutexGuard<'static, State> {
@@ -185,6 +189,23 @@ pub fn set_targets(t: u8) {
     let mut s = state();
     s.targets = t;
     s.detect_journal();
+}
+
+/// The prefix dbus-daemon puts before every line of a bus of this type
+/// (the configuration's `<type>`): `[system] ` for the system bus,
+/// `[session uid=U pid=P] ` for a session bus, nothing for any other type
+/// or none.
+pub fn bus_prefix(bus_type: Option<&str>, uid: u32, pid: u32) -> String {
+    match bus_type {
+        Some("system") => "[system] ".to_string(),
+        Some("session") => format!("[session uid={uid} pid={pid}] "),
+        _ => String::new(),
+    }
+}
+
+/// Sets the prefix of every later line (see [`bus_prefix`]).
+pub fn set_prefix(prefix: String) {
+    state().prefix = prefix;
 }
 
 /// fd 2 was replaced (by /dev/null after daemonizing): look at it again.
@@ -235,6 +256,13 @@ fn journal_entry(kind: Kind, level: Level, who: Option<&Who<'_>>, msg: &str) -> 
 }
 
 fn write_out(s: &mut State, kind: Kind, level: Level, who: Option<&Who<'_>>, msg: &str) {
+    let prefixed;
+    let msg = if s.prefix.is_empty() {
+        msg
+    } else {
+        prefixed = format!("{}{msg}", s.prefix);
+        prefixed.as_str()
+    };
     let mut journal_done = false;
     let mut entry: Option<Vec<u8>> = None;
     let mut to_journal = |s: &mut State| -> bool {
@@ -320,6 +348,17 @@ pub fn startup_failed(msg: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bus_prefixes_are_dbus_daemons() {
+        assert_eq!(bus_prefix(Some("system"), 0, 1), "[system] ");
+        assert_eq!(
+            bus_prefix(Some("session"), 1000, 42),
+            "[session uid=1000 pid=42] "
+        );
+        assert_eq!(bus_prefix(Some("foo"), 0, 1), "");
+        assert_eq!(bus_prefix(None, 0, 1), "");
+    }
 
     #[test]
     fn kinds_are_indexed_in_order_and_ids_are_distinct() {
