@@ -73,11 +73,7 @@ fn raise_fd_limit() {
                 };
                 crate::log::info(&format!(
                     "{name}: Failed to set fd limit to {want}: {}",
-                    std::io::Error::from_raw_os_error(e as i32)
-                        .to_string()
-                        .split(" (os error")
-                        .next()
-                        .unwrap_or_default()
+                    crate::errtext::strerror(&std::io::Error::from_raw_os_error(e as i32))
                 ));
             }
         } else if soft < want.min(hard) {
@@ -192,13 +188,13 @@ fn run_inner(opts: Options, mut prints: PrintFds) -> Result<(), String> {
     for w in &cfg.warnings {
         crate::log::warning(w);
     }
-    raise_fd_limit();
 
     // Listen.
     let mut systemd_fds = take_systemd_fds();
     let addresses = match &opts.address {
-        Some(a) => vec![a.clone()],
-        None => cfg.listen.clone(),
+        // dbus-daemon takes an empty --address= as none given.
+        Some(a) if !a.is_empty() => vec![a.clone()],
+        _ => cfg.listen.clone(),
     };
     if addresses.is_empty() {
         return Err("No addresses specified in the configuration file".into());
@@ -223,6 +219,9 @@ fn run_inner(opts: Options, mut prints: PrintFds) -> Result<(), String> {
             return Err(last_err);
         }
     }
+    // After listening, as dbus-daemon: an address that fails to bind is
+    // reported without the fd-limit line.
+    raise_fd_limit();
     for b in &bound {
         if let Some(p) = &b.cleanup {
             // Everyone may connect; the bus policy decides who may stay.

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod driver;
+pub mod errtext;
 pub mod guid;
 pub mod log;
 pub mod notify;

@@ -9,18 +9,6 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-/// The text of an OS error without Rust's " (os error N)" suffix, as
-/// dbus-daemon words its errors.
-pub fn strerror(e: &std::io::Error) -> String {
-    // std words it with strerror(), as libdbus does; nix's own table
-    // differs ("Bad file number" for EBADF).
-    let text = e.to_string();
-    match text.rfind(" (os error ") {
-        Some(i) => text[..i].to_string(),
-        None => text,
-    }
-}
-
 /// Refuses to start when the pid file exists: dbus-daemon checks this
 /// before forking, so the error reaches the caller's terminal. (A
 /// dangling symlink passes this check, as with dbus-daemon's stat(), and
@@ -41,8 +29,13 @@ pub fn check_absent(path: &Path) -> Result<(), String> {
 /// (0600 under umask 077); busbar always makes it world-readable, as a pid
 /// file is meant to be read by tools that are not root.
 pub fn write(path: &Path, pid: u32) -> Result<(), String> {
-    let fail =
-        |e: std::io::Error| format!("Failed to open \"{}\": {}", path.display(), strerror(&e));
+    let fail = |e: std::io::Error| {
+        format!(
+            "Failed to open \"{}\": {}",
+            path.display(),
+            crate::errtext::strerror(&e)
+        )
+    };
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -59,7 +52,7 @@ pub fn write(path: &Path, pid: u32) -> Result<(), String> {
         return Err(format!(
             "Failed to write to \"{}\": {}",
             path.display(),
-            strerror(&e)
+            crate::errtext::strerror(&e)
         ));
     }
     Ok(())

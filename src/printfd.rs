@@ -40,7 +40,7 @@ fn is_open(fd: RawFd) -> bool {
 }
 
 fn write_err(e: &io::Error) -> String {
-    format!("Writing to pipe: {}", crate::pidfile::strerror(e))
+    format!("Writing to pipe: {}", crate::errtext::strerror(e))
 }
 
 fn ebadf() -> io::Error {

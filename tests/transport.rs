@@ -7,17 +7,32 @@ use common::*;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 
+/// dbus-daemon 1.14.10 (Debian 12) binds `<tmpdir>/dbus-XXXXXXXXXX`, ten
+/// letters and digits, as a socket file, and removes it at exit.
 #[test]
-fn tmpdir_listen_gives_an_abstract_or_path_address() {
-    let mut bus = Bus::start_listen(Some("unix:tmpdir=/tmp"), "");
+fn tmpdir_listen_gives_a_socket_file_removed_at_exit() {
+    let dir = std::env::temp_dir().join(format!("busbar-itest-tmpdir-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut bus = Bus::start_listen(Some(&format!("unix:tmpdir={}", dir.display())), "");
+    let prefix = format!("unix:path={}/dbus-", dir.display());
+    let rest = bus
+        .address
+        .strip_prefix(&prefix)
+        .unwrap_or_else(|| panic!("{} does not start with {prefix}", bus.address));
+    let (name, guid) = rest.split_once(",guid=").expect("a guid");
     assert!(
-        bus.address.starts_with("unix:abstract=") || bus.address.starts_with("unix:path="),
-        "{}",
-        bus.address
+        name.len() == 10 && name.bytes().all(|c| c.is_ascii_alphanumeric()),
+        "{name}"
     );
-    assert!(bus.address.contains(",guid="), "{}", bus.address);
+    assert_eq!(guid.len(), 32);
+    let socket = dir.join(format!("dbus-{name}"));
+    assert!(socket.exists());
     let mut a = Client::connect(&bus);
     assert_bus_healthy(&mut bus, &mut a);
+    drop(a);
+    drop(bus);
+    assert!(!socket.exists(), "{} left behind", socket.display());
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

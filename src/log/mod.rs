@@ -257,7 +257,9 @@ fn journal_entry(kind: Kind, level: Level, who: Option<&Who<'_>>, msg: &str) -> 
 
 fn write_out(s: &mut State, kind: Kind, level: Level, who: Option<&Who<'_>>, msg: &str) {
     let prefixed;
-    let msg = if s.prefix.is_empty() {
+    // dbus-daemon reports a failed start-up from main(), without the bus's
+    // prefix.
+    let msg = if s.prefix.is_empty() || kind == Kind::StartupFailed {
         msg
     } else {
         prefixed = format!("{}{msg}", s.prefix);

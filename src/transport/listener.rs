@@ -44,10 +44,15 @@ impl Listener {
     }
 }
 
+/// Ten random letters and digits, as libdbus names its sockets in a
+/// directory (`dbus-XXXXXXXXXX`).
 fn random_suffix() -> String {
-    let mut b = [0u8; 5];
+    const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut b = [0u8; 10];
     let _ = getrandom::getrandom(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    b.iter()
+        .map(|x| ALNUM[usize::from(*x) % ALNUM.len()] as char)
+        .collect()
 }
 
 fn unix_path_listener(path: PathBuf) -> io::Result<Bound> {
@@ -82,11 +87,21 @@ fn unix_abstract_listener(name: &str) -> io::Result<Bound> {
 /// Opens a listener for one `<listen>`/`--address` entry. `systemd_fds`
 /// holds sockets passed by systemd (LISTEN_FDS), consumed by `systemd:`.
 pub fn listen(entry: &AddressEntry, systemd_fds: &mut Vec<OwnedFd>) -> Result<Vec<Bound>, String> {
-    let err = |e: io::Error| format!("Failed to listen on {}: {e}", entry.transport);
+    let err = |e: io::Error| {
+        format!(
+            "Failed to listen on {}: {}",
+            entry.transport,
+            crate::errtext::strerror(&e)
+        )
+    };
     match entry.transport.as_str() {
         "unix" => {
             let keys = ["path", "abstract", "tmpdir", "dir", "runtime"];
-            let given: Vec<&str> = keys.iter().copied().filter(|k| entry.get(k).is_some()).collect();
+            let given: Vec<&str> = keys
+                .iter()
+                .copied()
+                .filter(|k| entry.get(k).is_some())
+                .collect();
             if given.len() != 1 {
                 return Err(
                     "Must specify exactly one of \"path\", \"abstract\", \"dir\", \"tmpdir\" or \"runtime\" for unix: transport"
@@ -97,20 +112,19 @@ pub fn listen(entry: &AddressEntry, systemd_fds: &mut Vec<OwnedFd>) -> Result<Ve
                 "path" => unix_path_listener(PathBuf::from(entry.get("path").unwrap_or_default()))
                     .map_err(|e| {
                         format!(
-                            "Failed to bind socket \"{}\": {e}",
-                            entry.get("path").unwrap_or_default()
+                            "Failed to bind socket \"{}\": {}",
+                            entry.get("path").unwrap_or_default(),
+                            crate::errtext::strerror(&e)
                         )
                     })?,
                 "abstract" => unix_abstract_listener(entry.get("abstract").unwrap_or_default())
                     .map_err(err)?,
-                "tmpdir" => {
-                    // Like dbus-daemon on Linux: tmpdir= gives an abstract socket.
-                    let dir = entry.get("tmpdir").unwrap_or_default();
-                    let name = format!("{dir}/dbus-{}", random_suffix());
-                    unix_abstract_listener(&name).map_err(err)?
-                }
-                "dir" => {
-                    let dir = entry.get("dir").unwrap_or_default();
+                // dbus-daemon 1.14 (Debian 12's 1.14.10 at least) makes a
+                // socket file for tmpdir= too, and removes it at exit, so
+                // tmpdir= and dir= are one branch. (It leaves a dir=
+                // socket behind at exit; busbar removes both.)
+                "tmpdir" | "dir" => {
+                    let dir = entry.get(given[0]).unwrap_or_default();
                     unix_path_listener(PathBuf::from(format!("{dir}/dbus-{}", random_suffix())))
                         .map_err(err)?
                 }
@@ -134,11 +148,10 @@ pub fn listen(entry: &AddressEntry, systemd_fds: &mut Vec<OwnedFd>) -> Result<Ve
         "tcp" => {
             let host = entry.get("host").unwrap_or("localhost");
             let bind = entry.get("bind").unwrap_or(host);
-            let port: u16 = entry
-                .get("port")
-                .unwrap_or("0")
-                .parse()
-                .map_err(|_| format!("Bad port \"{}\"", entry.get("port").unwrap_or_default()))?;
+            let port: u16 =
+                entry.get("port").unwrap_or("0").parse().map_err(|_| {
+                    format!("Bad port \"{}\"", entry.get("port").unwrap_or_default())
+                })?;
             let family = entry.get("family");
             let bind_host = if bind == "*" { "0.0.0.0" } else { bind };
             let addrs: Vec<SocketAddr> = (bind_host, port)
@@ -175,7 +188,10 @@ pub fn listen(entry: &AddressEntry, systemd_fds: &mut Vec<OwnedFd>) -> Result<Ve
         }
         "systemd" => {
             if systemd_fds.is_empty() {
-                return Err("Failed to get sockets from systemd: no sockets were passed (LISTEN_FDS)".into());
+                return Err(
+                    "Failed to get sockets from systemd: no sockets were passed (LISTEN_FDS)"
+                        .into(),
+                );
             }
             let mut out = Vec::new();
             for fd in systemd_fds.drain(..) {
@@ -183,7 +199,7 @@ pub fn listen(entry: &AddressEntry, systemd_fds: &mut Vec<OwnedFd>) -> Result<Ve
             }
             Ok(out)
         }
-        other => Err(format!("Unknown address type (examples of valid types are \"tcp\" and on UNIX \"unix\"): {other}")),
+        other => Err(format!("Unknown address type '{other}'")),
     }
 }
 
