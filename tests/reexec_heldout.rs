@@ -19,8 +19,9 @@
 //! delivered (the policy refuses unrequested replies, so only a carried-over
 //! pending call lets it through); all 3000 signals arrive exactly once and
 //! in order; both half-finished connections complete; the monitor sees
-//! traffic sent after the re-exec; a new client gets a unique name never
-//! handed out before.
+//! traffic sent after the re-exec; a client that connected during the
+//! re-exec (it waits in the listen backlog) and a new client afterwards get
+//! unique names never handed out before.
 //!
 //! A third test checks that a caller that is neither root nor the bus's
 //! user gets org.freedesktop.DBus.Error.AccessDenied from Reexec and the bus
@@ -396,6 +397,9 @@ fn heldout(trigger: Trigger) {
             vec![],
         )),
     };
+    // A client that connects during the re-exec waits in the listen
+    // backlog (it authenticates once the re-exec is done, below).
+    let during = connect_address(&s.bus.address).expect("connect during the re-exec");
     let sender = thread::spawn(move || {
         for i in SIGNALS / 2..SIGNALS {
             let mut m = flood(i);
@@ -474,6 +478,23 @@ fn heldout(trigger: Trigger) {
         "the server GUID after the re-exec"
     );
 
+    // The client that connected during the re-exec.
+    during.set_read_timeout(Some(TIMEOUT)).unwrap();
+    during.set_write_timeout(Some(TIMEOUT)).unwrap();
+    let mut during = {
+        let mut sock = during;
+        sock.write_all(format!("\0AUTH EXTERNAL {}\r\n", hex(&uid().to_string())).as_bytes())
+            .unwrap();
+        let line = read_line(&mut sock);
+        assert!(
+            line.starts_with("OK "),
+            "AUTH of the client that connected during the re-exec: {line:?}"
+        );
+        sock.write_all(b"BEGIN\r\n").unwrap();
+        Client::from_stream(sock)
+    };
+    during.hello();
+
     // The late reply arrives.
     let mut w = W::new();
     w.str("late");
@@ -539,7 +560,7 @@ fn heldout(trigger: Trigger) {
         "{} was handed out before",
         late.unique_name
     );
-    for n in [&fresh.unique_name, &late.unique_name] {
+    for n in [&fresh.unique_name, &late.unique_name, &during.unique_name] {
         assert!(
             unique_number(n) > max_before,
             "{n} is not newer than every name before the re-exec ({max_before:?})"
