@@ -20,3 +20,4 @@ pub mod syslog;
 pub mod transport;
 pub mod userdb;
 pub mod wire;
+pub mod wiring;

@@ -365,9 +365,6 @@ pub struct Peer {
     /// `uid=.. pid=.. comm=".."` for log lines and errors, made on first
     /// use (it reads /proc, which accepting a connection must not).
     pub loginfo_cache: std::cell::OnceCell<String>,
-    /// Whether this peer may see messages not addressed to it through
-    /// eavesdrop match rules (policy `eavesdrop="true"` is checked per message).
-    pub has_eavesdrop_rules: bool,
     /// Its messages still alive in the bus (max_incoming_bytes/_unix_fds).
     pub live: Rc<Live>,
     /// max_outgoing_bytes and max_outgoing_unix_fds: past either, nothing

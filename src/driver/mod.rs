@@ -2,8 +2,7 @@
 //! (the same one generates Introspect), dispatch with dbus-daemon's checks
 //! (canonical path, privileged callers, exact signatures), and the handlers.
 
-pub mod build;
-pub mod errors;
+pub use crate::broker::{build, errors};
 mod info;
 mod matches;
 pub mod monitor;
@@ -224,7 +223,7 @@ fn denied(name: &'static str, text: impl Into<String>) -> Denied {
 }
 
 pub(crate) fn check_privileged(bus: &Bus, c: &Call<'_>) -> Result<(), Denied> {
-    let p = bus.peers.get(&c.sid);
+    let p = bus.peer(c.sid);
     let uid = p.and_then(|p| p.auth_uid.or(p.creds.uid));
     let name = p.map(|p| p.name().to_string()).unwrap_or_default();
     let info = p.map(|p| p.loginfo().to_string()).unwrap_or_default();
@@ -318,7 +317,7 @@ fn dispatch(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
                 ),
             ));
         }
-        if member != "Hello" && !bus.peers.get(&c.sid).is_some_and(|p| p.is_active()) {
+        if member != "Hello" && !bus.peer(c.sid).is_some_and(|p| p.is_active()) {
             return Err(denied(
                 errors::ACCESS_DENIED,
                 "Client tried to send a message other than Hello without being registered",
