@@ -16,6 +16,7 @@ pub mod pidfile;
 pub mod printfd;
 pub mod ready;
 pub mod reload;
+pub mod statefile;
 pub mod syslog;
 pub mod transport;
 pub mod userdb;

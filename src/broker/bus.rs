@@ -22,7 +22,8 @@ pub const DBUS_PATH: &str = "/org/freedesktop/DBus";
 pub const DBUS_IFACE: &str = "org.freedesktop.DBus";
 
 /// Bus-wide counters for Debug.Stats.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct BusStats {
     /// Peak number of match rules.
     pub peak_match_rules: usize,

@@ -18,5 +18,6 @@ pub mod replies;
 pub mod route;
 pub mod security;
 pub mod services;
+pub mod snapshot;
 pub mod state;
 pub mod upcalls;
