@@ -20,6 +20,8 @@ use crate::ready::{Class, ReadyQueue};
 use crate::transport::address::parse_addresses;
 use crate::transport::listener::{listen, take_systemd_fds, Bound};
 
+mod handoff;
+
 const SIGNAL_TOKEN: Token = Token(usize::MAX - 1);
 const INOTIFY_TOKEN: Token = Token(usize::MAX - 2);
 /// The DBUS_COOKIE_SHA1 keyring worker answered a handshake.
@@ -138,6 +140,17 @@ pub fn check_config(path: &std::path::Path) -> i32 {
 pub fn run(opts: Options) -> i32 {
     // Before any fd is opened: a print fd that is not open must not come
     // to name one of the bus's sockets.
+    crate::reexec::init();
+    if let Some(fd) = opts.restore_state {
+        ensure_standard_fds();
+        return match handoff::run_restored(opts, fd) {
+            Ok(()) => 0,
+            Err(e) => {
+                crate::log::startup_failed(&format!("Cannot take over the saved state: {e}"));
+                1
+            }
+        };
+    }
     let prints = PrintFds::claim(&[opts.print_address, opts.print_pid]);
     ensure_standard_fds();
     match run_inner(opts, prints) {
@@ -149,10 +162,8 @@ pub fn run(opts: Options) -> i32 {
     }
 }
 
-fn run_inner(opts: Options, mut prints: PrintFds) -> Result<(), String> {
-    crate::notify::init();
-    let choice = opts.config.clone().unwrap_or(ConfigChoice::Session);
-    let cfg = crate::config::load(&choice)?;
+/// Where log lines go, from the options and the configuration.
+fn set_log_targets(opts: &Options, cfg: &policy::Config) {
     let syslog = match opts.syslog {
         Override::Always => true,
         Override::Never => false,
@@ -169,6 +180,13 @@ fn run_inner(opts: Options, mut prints: PrintFds) -> Result<(), String> {
     for w in &cfg.warnings {
         crate::log::warning(w);
     }
+}
+
+fn run_inner(opts: Options, mut prints: PrintFds) -> Result<(), String> {
+    crate::notify::init();
+    let choice = opts.config.clone().unwrap_or(ConfigChoice::Session);
+    let cfg = crate::config::load(&choice)?;
+    set_log_targets(&opts, &cfg);
     raise_fd_limit();
 
     // Listen.
@@ -258,11 +276,13 @@ fn run_inner(opts: Options, mut prints: PrintFds) -> Result<(), String> {
     let sasl = Rc::new(crate::config::sasl_config(&cfg, &guid));
     let mut bus = Bus::new(Rc::new(cfg), sasl, guid);
     bus.set_start_info(opts.systemd_activation, address.clone());
-    bus.set_upcalls(Rc::new(crate::wiring::Wiring {
+    let wiring = Rc::new(crate::wiring::Wiring {
         config_source: choice,
-    }));
+        reexec_requests: Default::default(),
+    });
+    bus.set_upcalls(wiring.clone());
     crate::activation::startup(&mut bus);
-    let mut l = Loop::new(bound, pidfile)?;
+    let mut l = Loop::new(bound, pidfile, wiring)?;
     l.watch_service_dirs(&bus);
     l.watch_console(&mut bus);
     crate::notify::notify("READY=1");
@@ -274,6 +294,10 @@ fn run_inner(opts: Options, mut prints: PrintFds) -> Result<(), String> {
 
 struct Loop {
     poll: Poll,
+    /// The upcalls the bus was wired with (Reexec requests wait there).
+    wiring: Rc<crate::wiring::Wiring>,
+    /// SIGUSR2 asked for a re-exec.
+    reexec_signalled: bool,
     listeners: Vec<Bound>,
     signals: SignalFd,
     pidfile: Option<PathBuf>,
@@ -308,7 +332,11 @@ enum TurnEnd {
 }
 
 impl Loop {
-    fn new(mut listeners: Vec<Bound>, pidfile: Option<PathBuf>) -> Result<Loop, String> {
+    fn new(
+        mut listeners: Vec<Bound>,
+        pidfile: Option<PathBuf>,
+        wiring: Rc<crate::wiring::Wiring>,
+    ) -> Result<Loop, String> {
         let poll = Poll::new().map_err(|e| format!("Failed to create poll: {e}"))?;
         let mut mask = SigSet::empty();
         for s in [
@@ -316,6 +344,7 @@ impl Loop {
             Signal::SIGINT,
             Signal::SIGHUP,
             Signal::SIGCHLD,
+            Signal::SIGUSR2,
         ] {
             mask.add(s);
         }
@@ -350,6 +379,8 @@ impl Loop {
         let n_listeners = listeners.len();
         Ok(Loop {
             poll,
+            wiring,
+            reexec_signalled: false,
             listeners,
             signals,
             pidfile,
@@ -508,6 +539,9 @@ impl Loop {
             self.close_pending(bus);
             self.resume_accept(bus);
             self.resume_throttled(bus);
+            if self.reexec_signalled || !self.wiring.reexec_requests.borrow().is_empty() {
+                self.reexec(bus);
+            }
         }
     }
 
@@ -591,6 +625,7 @@ impl Loop {
                     let _ = bus.upcalls().reload(bus);
                 }
                 Ok(Signal::SIGCHLD) => crate::activation::reap_children(bus),
+                Ok(Signal::SIGUSR2) => self.reexec_signalled = true,
                 _ => {}
             }
         }

@@ -15,6 +15,7 @@ pub mod notify;
 pub mod pidfile;
 pub mod printfd;
 pub mod ready;
+pub mod reexec;
 pub mod reload;
 pub mod statefile;
 pub mod syslog;

@@ -27,7 +27,10 @@ const fn parse_u16(s: Option<&str>, default: u16) -> u16 {
     let mut i = 0;
     while i < b.len() {
         let d = b[i];
-        assert!(d.is_ascii_digit(), "BUSBAR_STATE_MAJOR/MINOR must be a number");
+        assert!(
+            d.is_ascii_digit(),
+            "BUSBAR_STATE_MAJOR/MINOR must be a number"
+        );
         v = v * 10 + (d - b'0') as u32;
         assert!(v <= u16::MAX as u32, "BUSBAR_STATE_MAJOR/MINOR too large");
         i += 1;
@@ -65,6 +68,8 @@ pub struct Snapshot {
     pub listeners: Vec<ListenerState>,
     /// The pid file removed at exit, if any.
     pub pidfile: Option<std::path::PathBuf>,
+    /// Reexec calls to answer once the new image runs: (caller, serial).
+    pub reexec_callers: Vec<(u64, u32)>,
     /// The broker's state.
     pub bus: BusState,
 }

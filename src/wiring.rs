@@ -15,6 +15,8 @@ use crate::cli::ConfigChoice;
 pub struct Wiring {
     /// Where the configuration comes from (for reloads).
     pub config_source: ConfigChoice,
+    /// Reexec calls waiting for the loop to act on them: (caller, serial).
+    pub reexec_requests: std::cell::RefCell<Vec<(u64, u32)>>,
 }
 
 impl Upcalls for Wiring {
@@ -41,12 +43,9 @@ impl Upcalls for Wiring {
         crate::reload::reload(bus, &self.config_source)
     }
 
-    fn reexec(&self, bus: &mut Bus, sid: u64, serial: u32) {
-        bus.send_error_serial(
-            sid,
-            serial,
-            crate::broker::errors::FAILED,
-            "Re-exec is not available",
-        );
+    fn reexec(&self, _bus: &mut Bus, sid: u64, serial: u32) {
+        // The loop re-executes between rounds, when no message is half
+        // dispatched; the caller is answered then.
+        self.reexec_requests.borrow_mut().push((sid, serial));
     }
 }

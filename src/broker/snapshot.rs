@@ -441,12 +441,7 @@ impl Bus {
             .activation
             .env
             .iter()
-            .map(|(k, v)| {
-                (
-                    Bytes(k.as_bytes().to_vec()),
-                    Bytes(v.as_bytes().to_vec()),
-                )
-            })
+            .map(|(k, v)| (Bytes(k.as_bytes().to_vec()), Bytes(v.as_bytes().to_vec())))
             .collect();
         Ok(BusState {
             guid: self.guid.clone(),
@@ -655,7 +650,9 @@ impl Bus {
         }
         for r in &st.replies {
             let d = r.remaining_ms.map(|ms| after(now, ms));
-            let _ = bus.replies.expect(r.caller, r.callee, r.serial, d, u64::MAX);
+            let _ = bus
+                .replies
+                .expect(r.caller, r.callee, r.serial, d, u64::MAX);
         }
         for m in &st.monitors {
             bus.monitors.push(m.id);
@@ -665,7 +662,11 @@ impl Bus {
             let mut held = Vec::with_capacity(p.held.len());
             for h in &p.held {
                 held.push(match h {
-                    HeldState::Call { sender, msg: i, head } => {
+                    HeldState::Call {
+                        sender,
+                        msg: i,
+                        head,
+                    } => {
                         let inb = msg(*i)?;
                         Held::Call {
                             sender: *sender,

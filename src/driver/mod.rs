@@ -186,7 +186,23 @@ pub static INTERFACES: &[Interface] = &[
         any_path: true,
         interesting: false,
     },
+    // busbar's own (not in dbus-daemon): re-exec in place (src/reexec.rs).
+    Interface {
+        name: "org.busbar.Daemon1",
+        methods: &[m("Reexec", "", "", PRIVILEGED, reexec)],
+        properties: &[],
+        extra: "",
+        any_path: false,
+        interesting: false,
+    },
 ];
+
+/// org.busbar.Daemon1.Reexec: the daemon decides, and answers (once the
+/// new image runs, or with Failed when it refuses).
+fn reexec(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
+    bus.upcalls().reexec(bus, c.sid, c.h().serial);
+    Ok(Reply::Sent)
+}
 
 /// Sends an empty method return to the caller of `c` even when it set
 /// NO_REPLY_EXPECTED (dbus-daemon's ReloadConfig does so).
