@@ -270,7 +270,7 @@ fn stream_across_reexec_is_exact() {
     assert_eq!(acquired.arg0_str(), "org.busbar.Rx.Owner");
 
     // A new client gets a fresh name.
-    let mut fresh = Client::connect(&rx.bus);
+    let fresh = Client::connect(&rx.bus);
     let name = fresh.unique_name.clone();
     assert!(!names_before.contains(&name));
 }
@@ -403,7 +403,7 @@ fn failed_execve_leaves_the_bus_running() {
     rx.wait_log("Re-exec refused: execve", 1);
     // The old connection and the listener still work.
     assert!(!c.list_names().is_empty());
-    let mut d = Client::connect(&rx.bus);
+    let d = Client::connect(&rx.bus);
     assert!(!d.unique_name.is_empty());
 }
 
