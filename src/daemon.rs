@@ -541,6 +541,9 @@ impl Loop {
             self.resume_throttled(bus);
             if self.reexec_signalled || !self.wiring.reexec_requests.borrow().is_empty() {
                 self.reexec(bus);
+                // The refusal's errors go out now, not at the next event.
+                self.flush(bus);
+                self.close_pending(bus);
             }
         }
     }
