@@ -9,7 +9,8 @@
 //! order; the carried items (names and queues, match rules, monitors,
 //! pending calls, Debug.Stats counters, GetId, the SASL GUID, unique-name
 //! counter, a connection half-way through SASL and one half-way through a
-//! message, queued fds); every refusal (missing binary, not executable,
+//! message, queued fds, a half-read message's fd, an activation in
+//! progress with its held call and child PID); every refusal (missing binary, not executable,
 //! another major, invalid configuration, a failing execve), each leaving
 //! the bus running and answering; and a re-exec into a build of the same
 //! tree with a bumped state minor version (and the refusal to go back).
@@ -53,13 +54,23 @@ struct Rx {
 
 impl Rx {
     fn start(tag: &str, src: &Path, env: &[(&str, &std::ffi::OsStr)]) -> Rx {
+        Rx::start_with(tag, src, env, |_| String::new())
+    }
+
+    /// Like [`Rx::start`], with configuration made from the test's dir.
+    fn start_with(
+        tag: &str,
+        src: &Path,
+        env: &[(&str, &std::ffi::OsStr)],
+        extra: impl Fn(&Path) -> String,
+    ) -> Rx {
         let dir = std::env::temp_dir().join(format!("busbar-rx-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         let bin = dir.join("busbar");
         let guard = exec_lock();
         fs::copy(src, &bin).unwrap();
-        let bus = Bus::start_daemon_logging_env(bin.to_str().unwrap(), "", env);
+        let bus = Bus::start_daemon_logging_env(bin.to_str().unwrap(), &extra(&dir), env);
         drop(guard);
         Rx { dir, bin, bus }
     }
@@ -452,6 +463,59 @@ fn reexec_into_a_bumped_minor_build() {
     assert!(r.arg0_str().contains("up to 1.0"), "{}", r.arg0_str());
 }
 
+/// An activation in progress crosses the re-exec: the held call, the
+/// pending name and the child's PID (its exit, reaped by the new image,
+/// fails the activation, and the caller hears of it once).
+#[test]
+fn activation_in_progress_carries() {
+    if !busbar_only("activation_in_progress_carries") {
+        return;
+    }
+    let mut rx = Rx::start_with(
+        "activation",
+        Path::new(env!("CARGO_BIN_EXE_busbar")),
+        &[],
+        |dir| {
+            let sd = dir.join("services");
+            fs::create_dir_all(&sd).unwrap();
+            fs::write(
+                sd.join("org.busbar.Rx.Slow.service"),
+                "[D-BUS Service]\nName=org.busbar.Rx.Slow\nExec=/bin/sh -c 'sleep 1; exit 3'\n",
+            )
+            .unwrap();
+            format!("<servicedir>{}</servicedir>", sd.display())
+        },
+    );
+    let mut c = Client::connect(&rx.bus);
+    let s = c.call(
+        Some("org.busbar.Rx.Slow"),
+        "/s",
+        Some(IFACE),
+        "Wake",
+        "",
+        vec![],
+    );
+    thread::sleep(Duration::from_millis(200));
+    rx.sigusr2();
+    rx.wait_log("Re-executed", 1);
+    let r = c.wait_reply(s);
+    assert_eq!(
+        error_name(&r),
+        "org.freedesktop.DBus.Error.Spawn.ChildExited",
+        "{r:?}\n{}",
+        rx.log()
+    );
+    assert!(
+        r.arg0_str().contains("exited with status 3"),
+        "{}",
+        r.arg0_str()
+    );
+    assert!(
+        c.read_msg_within(Duration::from_millis(300)).is_none(),
+        "a second answer"
+    );
+}
+
 /// Fds queued for a client that has not read them travel with the message.
 #[test]
 fn queued_fds_travel() {
@@ -556,4 +620,42 @@ fn write_fixture() {
     rx.wait_log("Re-executed", 1);
     fs::copy(&dump, &out).unwrap();
     let _ = fs::remove_dir_all(&tmpdir);
+}
+
+/// A message read half-way whose fd arrived with its first half: the fd
+/// waits across the re-exec and goes out with the message once complete.
+#[test]
+fn half_read_message_keeps_its_fd() {
+    if !busbar_only("half_read_message_keeps_its_fd") {
+        return;
+    }
+    let mut rx = Rx::start("halffd", Path::new(env!("CARGO_BIN_EXE_busbar")), &[]);
+    let mut a = Client::connect_fds(&rx.bus);
+    let mut b = Client::connect_fds(&rx.bus);
+    let dest = b.unique_name.clone();
+    let (mut mine, theirs) = UnixStream::pair().unwrap();
+    let mut m = MsgBuilder::signal(0, "/f", IFACE, "HalfFd")
+        .field_str(F_DESTINATION, 's', &dest)
+        .field_u32(F_UNIX_FDS, 1)
+        .body("h", {
+            let mut w = W::new();
+            w.u32(0);
+            w.buf
+        });
+    m.serial = a.next_serial();
+    let bytes = m.build();
+    use std::os::fd::AsRawFd;
+    send_with_fds(&a.sock, &bytes[..20], &[theirs.as_raw_fd()]).unwrap();
+    drop(theirs);
+    thread::sleep(Duration::from_millis(100));
+    rx.sigusr2();
+    rx.wait_log("Re-executed", 1);
+    a.send_bytes(&bytes[20..]);
+    let got = recv_until(&mut b, |m| m.is_signal(IFACE, "HalfFd"));
+    assert_eq!(got.fds.len(), 1);
+    let mut f = std::fs::File::from(got.fds.into_iter().next().unwrap());
+    mine.write_all(b"y").unwrap();
+    let mut buf = [0u8; 1];
+    f.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"y");
 }
