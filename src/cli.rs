@@ -49,6 +49,9 @@ pub struct Options {
     pub systemd_activation: bool,
     /// `--check-config FILE` (busbar's own): validate and exit.
     pub check_config: Option<PathBuf>,
+    /// The hidden `--restore-state=FD` a re-executing busbar passes to its
+    /// new image: the fd of the saved state (not in --help).
+    pub restore_state: Option<i32>,
 }
 
 /// What the command line asks for.
@@ -62,8 +65,11 @@ pub enum Action {
     Fail(String),
 }
 
+/// The hidden option that hands the saved state to a re-executed busbar.
+pub const RESTORE_STATE: &str = "--restore-state=";
+
 /// The usage line dbus-daemon prints.
-pub const USAGE: &str = "busbar [--version] [--session] [--system] [--config-file=FILE] [--print-address[=DESCRIPTOR]] [--print-pid[=DESCRIPTOR]] [--introspect] [--address=ADDRESS] [--nopidfile] [--nosyslog] [--syslog] [--syslog-only] [--nofork] [--fork] [--systemd-activation] [--check-config=FILE]\n";
+pub const USAGE: &str = "busbar [--version] [--session] [--system] [--config-file=FILE] [--print-address[=DESCRIPTOR]] [--print-pid[=DESCRIPTOR]] [--introspect] [--address=ADDRESS] [--nopidfile] [--nosyslog] [--syslog] [--syslog-only] [--nofork] [--fork] [--systemd-activation] [--check-config=FILE] [--print-state-version]\n";
 
 fn version_text() -> String {
     format!(
@@ -107,6 +113,20 @@ pub fn parse(args: &[String]) -> Action {
         let r: Result<(), String> = match arg {
             "--help" | "-h" | "-?" => return Action::Fail(USAGE.into()),
             "--version" => return Action::Print(version_text()),
+            "--print-state-version" => {
+                return Action::Print(format!(
+                    "{}.{}\n",
+                    crate::statefile::MAJOR,
+                    crate::statefile::MINOR
+                ))
+            }
+            _ if arg.starts_with(RESTORE_STATE) => match arg[RESTORE_STATE.len()..].parse() {
+                Ok(fd) => {
+                    o.restore_state = Some(fd);
+                    Ok(())
+                }
+                Err(_) => Err(format!("Invalid state descriptor in {arg}\n")),
+            },
             "--introspect" => {
                 return Action::Print(crate::driver::introspect_xml(crate::broker::bus::DBUS_PATH))
             }

@@ -20,6 +20,8 @@ use crate::ready::{Class, ReadyQueue};
 use crate::transport::address::parse_addresses;
 use crate::transport::listener::{listen, take_systemd_fds, Bound};
 
+mod handoff;
+
 const SIGNAL_TOKEN: Token = Token(usize::MAX - 1);
 const INOTIFY_TOKEN: Token = Token(usize::MAX - 2);
 /// The DBUS_COOKIE_SHA1 keyring worker answered a handshake.
@@ -150,6 +152,17 @@ pub fn check_config(path: &std::path::Path) -> i32 {
 pub fn run(opts: Options) -> i32 {
     // Before any fd is opened: a print fd that is not open must not come
     // to name one of the bus's sockets.
+    crate::reexec::init();
+    if let Some(fd) = opts.restore_state {
+        ensure_standard_fds();
+        return match handoff::run_restored(opts, fd) {
+            Ok(()) => 0,
+            Err(e) => {
+                crate::log::startup_failed(&format!("Cannot take over the saved state: {e}"));
+                1
+            }
+        };
+    }
     let prints = PrintFds::claim(&[opts.print_address, opts.print_pid]);
     ensure_standard_fds();
     match run_inner(opts, prints) {
@@ -161,10 +174,8 @@ pub fn run(opts: Options) -> i32 {
     }
 }
 
-fn run_inner(opts: Options, mut prints: PrintFds) -> Result<(), String> {
-    crate::notify::init();
-    let choice = opts.config.clone().unwrap_or(ConfigChoice::Session);
-    let cfg = crate::config::load(&choice)?;
+/// Where log lines go, from the options and the configuration.
+fn set_log_targets(opts: &Options, cfg: &policy::Config) {
     let syslog = match opts.syslog {
         Override::Always => true,
         Override::Never => false,
@@ -188,6 +199,13 @@ fn run_inner(opts: Options, mut prints: PrintFds) -> Result<(), String> {
     for w in &cfg.warnings {
         crate::log::warning(w);
     }
+}
+
+fn run_inner(opts: Options, mut prints: PrintFds) -> Result<(), String> {
+    crate::notify::init();
+    let choice = opts.config.clone().unwrap_or(ConfigChoice::Session);
+    let cfg = crate::config::load(&choice)?;
+    set_log_targets(&opts, &cfg);
 
     // Listen.
     let mut systemd_fds = take_systemd_fds();
@@ -279,11 +297,14 @@ fn run_inner(opts: Options, mut prints: PrintFds) -> Result<(), String> {
 
     let sasl = Rc::new(crate::config::sasl_config(&cfg, &guid));
     let mut bus = Bus::new(Rc::new(cfg), sasl, guid);
-    bus.systemd_activation = opts.systemd_activation;
-    bus.config_source = Some(choice);
-    bus.address = address.clone();
+    bus.set_start_info(opts.systemd_activation, address.clone());
+    let wiring = Rc::new(crate::wiring::Wiring {
+        config_source: choice,
+        reexec_requests: Default::default(),
+    });
+    bus.set_upcalls(wiring.clone());
     crate::activation::startup(&mut bus);
-    let mut l = Loop::new(bound, pidfile)?;
+    let mut l = Loop::new(bound, pidfile, wiring)?;
     l.watch_service_dirs(&bus);
     l.watch_console(&mut bus);
     crate::notify::notify("READY=1");
@@ -295,6 +316,10 @@ fn run_inner(opts: Options, mut prints: PrintFds) -> Result<(), String> {
 
 struct Loop {
     poll: Poll,
+    /// The upcalls the bus was wired with (Reexec requests wait there).
+    wiring: Rc<crate::wiring::Wiring>,
+    /// SIGUSR2 asked for a re-exec.
+    reexec_signalled: bool,
     listeners: Vec<Bound>,
     signals: SignalFd,
     pidfile: Option<PathBuf>,
@@ -311,8 +336,6 @@ struct Loop {
     throttled: Vec<u64>,
     /// accept() is paused while max_incomplete_connections are incomplete.
     accept_paused: bool,
-    /// The configuration the peers' queue limits were taken from.
-    config_seen: Option<Rc<policy::Config>>,
     /// inotify on /run/systemd/users and /run/console (at_console).
     console: Option<crate::userdb::ConsoleWatch>,
 }
@@ -331,7 +354,11 @@ enum TurnEnd {
 }
 
 impl Loop {
-    fn new(mut listeners: Vec<Bound>, pidfile: Option<PathBuf>) -> Result<Loop, String> {
+    fn new(
+        mut listeners: Vec<Bound>,
+        pidfile: Option<PathBuf>,
+        wiring: Rc<crate::wiring::Wiring>,
+    ) -> Result<Loop, String> {
         let poll = Poll::new().map_err(|e| format!("Failed to create poll: {e}"))?;
         let mut mask = SigSet::empty();
         for s in [
@@ -339,6 +366,7 @@ impl Loop {
             Signal::SIGINT,
             Signal::SIGHUP,
             Signal::SIGCHLD,
+            Signal::SIGUSR2,
         ] {
             mask.add(s);
         }
@@ -373,6 +401,8 @@ impl Loop {
         let n_listeners = listeners.len();
         Ok(Loop {
             poll,
+            wiring,
+            reexec_signalled: false,
             listeners,
             signals,
             pidfile,
@@ -383,7 +413,6 @@ impl Loop {
             accept_ready: vec![false; n_listeners],
             throttled: Vec::new(),
             accept_paused: false,
-            config_seen: None,
             console: None,
         })
     }
@@ -440,14 +469,7 @@ impl Loop {
     /// (plus the activations in progress), whatever the number of
     /// connections.
     fn next_deadline(bus: &Bus) -> Option<Instant> {
-        [
-            crate::activation::next_deadline(bus),
-            bus.replies.next_deadline(),
-            bus.deadlines.next(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        bus.next_deadline()
     }
 
     /// How long the next poll may wait: not at all while a connection or a
@@ -462,7 +484,7 @@ impl Loop {
         let pause_end = self
             .throttled
             .iter()
-            .filter_map(|id| bus.peers.get(id).and_then(|p| p.quota_pause))
+            .filter_map(|id| bus.peer(*id).and_then(|p| p.quota_pause))
             .filter(|&t| t > now)
             .min();
         [Self::next_deadline(bus), pause_end]
@@ -513,8 +535,8 @@ impl Loop {
                     }
                 } else {
                     let id = t.0 as u64;
-                    if ev.is_writable() && bus.peers.contains_key(&id) {
-                        bus.dirty.push(id);
+                    if ev.is_writable() && bus.has_peer(id) {
+                        bus.mark_dirty(id);
                     }
                     if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                         self.ready.schedule(id, Self::class_of(bus, id));
@@ -531,21 +553,26 @@ impl Loop {
             if Self::next_deadline(bus).is_some_and(|d| d <= now) {
                 self.timers(bus, now);
             }
-            if bus.activation.dirs_changed {
-                bus.activation.dirs_changed = false;
+            if bus.activation().dirs_changed {
+                bus.activation_mut().dirs_changed = false;
                 self.watch_service_dirs(bus);
             }
             self.flush(bus);
             self.close_pending(bus);
             self.resume_accept(bus);
-            self.refresh_queue_limits(bus);
             self.resume_throttled(bus);
+            if self.reexec_signalled || !self.wiring.reexec_requests.borrow().is_empty() {
+                self.reexec(bus);
+                // The refusal's errors go out now, not at the next event.
+                self.flush(bus);
+                self.close_pending(bus);
+            }
         }
     }
 
     /// Which queue connection `id` waits in.
     fn class_of(bus: &Bus, id: u64) -> Class {
-        match bus.peers.get(&id) {
+        match bus.peer(id) {
             Some(p) if p.unique_name.is_none() => Class::Incomplete,
             _ => Class::Client,
         }
@@ -576,8 +603,8 @@ impl Loop {
     /// Whether `id` must not be read from now: its messages still alive in
     /// the bus are at max_incoming_bytes or max_incoming_unix_fds.
     fn at_incoming_limit(bus: &Bus, id: u64) -> bool {
-        let l = &bus.config.limits;
-        bus.peers.get(&id).is_some_and(|p| {
+        let l = &bus.limits();
+        bus.peer(id).is_some_and(|p| {
             p.live
                 .at_limit(l.max_incoming_bytes, l.max_incoming_unix_fds)
                 || (p.quota_pause.is_some() && p.quota_paused(Instant::now()))
@@ -596,7 +623,7 @@ impl Loop {
             if Self::at_incoming_limit(bus, id) {
                 return true;
             }
-            if bus.peers.contains_key(&id) {
+            if bus.has_peer(id) {
                 ready.schedule(id, Self::class_of(bus, id));
             }
             false
@@ -607,30 +634,11 @@ impl Loop {
     /// incomplete (pending connections wait in the listen backlog meanwhile,
     /// as with dbus-daemon, which stops watching its listening sockets).
     fn resume_accept(&mut self, bus: &mut Bus) {
-        if self.accept_paused
-            && (bus.incomplete as u64) < bus.config.limits.max_incomplete_connections
+        if self.accept_paused && (bus.incomplete() as u64) < bus.limits().max_incomplete_connections
         {
             self.accept_paused = false;
             self.accept_ready.fill(true);
         }
-    }
-
-    /// After a reload, the peers' queue limits follow the new configuration
-    /// (dbus-daemon checks them against the running configuration).
-    fn refresh_queue_limits(&mut self, bus: &mut Bus) {
-        if self
-            .config_seen
-            .as_ref()
-            .is_some_and(|c| Rc::ptr_eq(c, &bus.config))
-        {
-            return;
-        }
-        let l = &bus.config.limits;
-        let limits = (l.max_outgoing_bytes, l.max_outgoing_unix_fds);
-        for p in bus.peers.values_mut() {
-            p.out_limits = limits;
-        }
-        self.config_seen = Some(bus.config.clone());
     }
 
     fn handle_signals(&mut self, bus: &mut Bus) -> bool {
@@ -639,9 +647,10 @@ impl Loop {
             match Signal::try_from(info.ssi_signo as i32) {
                 Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) => quit = true,
                 Ok(Signal::SIGHUP) => {
-                    let _ = crate::reload::reload(bus);
+                    let _ = bus.upcalls().reload(bus);
                 }
                 Ok(Signal::SIGCHLD) => crate::activation::reap_children(bus),
+                Ok(Signal::SIGUSR2) => self.reexec_signalled = true,
                 _ => {}
             }
         }
@@ -652,7 +661,7 @@ impl Loop {
     /// `idx`; `accept_ready` says whether more may be waiting.
     fn accept(&mut self, bus: &mut Bus, idx: usize) {
         for _ in 0..ACCEPTS_PER_ROUND {
-            if bus.incomplete as u64 >= bus.config.limits.max_incomplete_connections {
+            if bus.incomplete() as u64 >= bus.limits().max_incomplete_connections {
                 // Leave the rest in the backlog until one completes or
                 // times out (dbus-daemon, fd.o #80919).
                 self.accept_paused = true;
@@ -664,7 +673,7 @@ impl Loop {
             };
             match b.listener.accept() {
                 Ok(mut stream) => {
-                    let id = bus.next_id;
+                    let id = bus.next_peer_id();
                     let r = self.poll.registry().register(
                         &mut stream,
                         Token(id as usize),
@@ -696,14 +705,13 @@ impl Loop {
     fn turn(&mut self, bus: &mut Bus, id: u64, mut bytes: usize) -> TurnEnd {
         let mut msgs = MSGS_PER_TURN;
         let leftover = bus
-            .peers
-            .get(&id)
+            .peer(id)
             .is_some_and(|p| !p.closing && p.large_rx.is_none() && !p.inbuf.is_empty());
         if leftover {
             msgs -= bus.process_input(id, msgs);
         }
         loop {
-            let Some(p) = bus.peers.get_mut(&id) else {
+            let Some(p) = bus.peer_mut(id) else {
                 return TurnEnd::Gone;
             };
             if p.closing {
@@ -716,7 +724,7 @@ impl Loop {
                 // Back-pressure: read no more until its messages drain.
                 return TurnEnd::Throttled;
             }
-            let Some(p) = bus.peers.get_mut(&id) else {
+            let Some(p) = bus.peer_mut(id) else {
                 return TurnEnd::Gone;
             };
             let mut fds = Vec::new();
@@ -775,23 +783,16 @@ impl Loop {
     /// Fires what is due: reply timeouts, authentication and pending-fd
     /// timeouts, activation timeouts. Costs O(log n) per deadline fired.
     fn timers(&mut self, bus: &mut Bus, now: Instant) {
-        for (caller, serial) in bus.replies.expire(now) {
-            bus.send_error_serial(
-                caller,
-                serial,
-                crate::driver::errors::NO_REPLY,
-                "Message did not receive a reply (timeout by message bus)",
-            );
-        }
+        bus.expire_replies(now);
         bus.expire_deadlines(now);
         crate::activation::timers(bus, now);
     }
 
     fn flush(&mut self, bus: &mut Bus) {
-        while !bus.dirty.is_empty() {
-            let dirty = std::mem::take(&mut bus.dirty);
+        while bus.has_dirty() {
+            let dirty = bus.take_dirty();
             for id in dirty {
-                let Some(p) = bus.peers.get_mut(&id) else {
+                let Some(p) = bus.peer_mut(id) else {
                     continue;
                 };
                 if p.out.is_empty() && !p.write_interest {
@@ -829,8 +830,11 @@ impl Loop {
     }
 
     fn close_pending(&mut self, bus: &mut Bus) {
-        while !bus.to_close.is_empty() {
-            let ids = std::mem::take(&mut bus.to_close);
+        loop {
+            let ids = bus.take_to_close();
+            if ids.is_empty() {
+                break;
+            }
             for id in ids {
                 if let Some(mut p) = bus.remove_peer(id) {
                     // Best effort: what was already queued (e.g. a last

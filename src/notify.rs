@@ -7,11 +7,20 @@ use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::sync::OnceLock;
 
 static TARGET: OnceLock<Option<SocketAddr>> = OnceLock::new();
+static VAR: OnceLock<Option<std::ffi::OsString>> = OnceLock::new();
+
+/// $NOTIFY_SOCKET as the bus got it (it is removed from the environment so
+/// activated services do not inherit it; a re-exec passes it on).
+pub fn socket_var() -> Option<&'static std::ffi::OsString> {
+    VAR.get().and_then(|v| v.as_ref())
+}
 
 fn target() -> Option<&'static SocketAddr> {
     TARGET
         .get_or_init(|| {
-            let path = std::env::var_os("NOTIFY_SOCKET")?;
+            let path = std::env::var_os("NOTIFY_SOCKET");
+            let _ = VAR.set(path.clone());
+            let path = path?;
             // Activated services must not inherit it.
             std::env::remove_var("NOTIFY_SOCKET");
             let bytes = path.as_encoded_bytes();

@@ -1,18 +1,13 @@
 //! ReloadConfig and SIGHUP: load and compile the new configuration first,
 //! then swap it in; on failure the running configuration stays.
 
-use std::rc::Rc;
-
 use crate::broker::bus::Bus;
 
 /// Reloads the configuration. Listen addresses, the user and the pidfile
 /// are not changed by a reload (as with dbus-daemon).
-pub fn reload(bus: &mut Bus) -> Result<(), String> {
-    let Some(choice) = bus.config_source.clone() else {
-        return Ok(());
-    };
+pub fn reload(bus: &mut Bus, choice: &crate::cli::ConfigChoice) -> Result<(), String> {
     crate::notify::notify("RELOADING=1");
-    let loaded = crate::config::load(&choice);
+    let loaded = crate::config::load(choice);
     crate::notify::notify("READY=1");
     let cfg = match loaded {
         Ok(c) => c,
@@ -21,16 +16,8 @@ pub fn reload(bus: &mut Bus) -> Result<(), String> {
             return Err(format!("Unable to reload configuration: {e}"));
         }
     };
-    bus.sasl = Rc::new(crate::config::sasl_config(&cfg, &bus.guid));
-    bus.config = Rc::new(cfg);
-    // As dbus-daemon flushes its user database cache on reload.
-    bus.userdb.flush();
-    bus.users.set_budget(&bus.config.limits);
-    bus.console_changed();
-    let ids: Vec<u64> = bus.peers.keys().copied().collect();
-    for id in ids {
-        bus.refresh_policy(id);
-    }
+    let sasl = crate::config::sasl_config(&cfg, bus.guid());
+    bus.apply_config(cfg, sasl);
     crate::activation::reload(bus);
     // dbus-daemon rereads its service directories on every reload and
     // announces it, whether or not anything changed.

@@ -5,15 +5,14 @@
 //! org.freedesktop.systemd1.Activator, and failures and timeouts reported to
 //! every waiting caller.
 
-mod index;
 pub mod spawn;
 mod watch;
 
-use std::collections::HashMap;
 use std::ffi::OsString;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use crate::broker::activation::{Held, Pending};
 use crate::broker::bus::{Bus, DBUS_NAME, DBUS_PATH};
 use crate::broker::peer::{Inbound, OutMsg};
 use crate::broker::security::{Denied, View};
@@ -21,49 +20,12 @@ use crate::driver::{build, errors, Reply};
 use crate::wire::header::Header;
 use crate::wire::marshal::Writer;
 
-pub use index::Index;
+pub use crate::broker::activation::Activation;
+pub use crate::broker::services::Index;
 pub use watch::DirWatch;
 
 /// The systemd manager's bus name.
 pub const SYSTEMD_NAME: &str = "org.freedesktop.systemd1";
-
-/// What waits for a name to appear.
-#[derive(Debug)]
-enum Held {
-    /// An auto-started method call from a connection.
-    Call {
-        sender: u64,
-        inb: Rc<Inbound>,
-        out: OutMsg,
-    },
-    /// A message the bus itself sends (ActivationRequest, SetEnvironment).
-    Driver { out: OutMsg },
-    /// A StartServiceByName waiting for its reply.
-    Start { sender: u64, serial: u32 },
-}
-
-#[derive(Debug)]
-struct Pending {
-    held: Vec<Held>,
-    deadline: Instant,
-    exec: Option<String>,
-    systemd_service: Option<String>,
-    pid: Option<i32>,
-}
-
-/// Activation state of the bus.
-#[derive(Debug, Default)]
-pub struct Activation {
-    index: Index,
-    pending: HashMap<String, Pending>,
-    n_held: usize,
-    /// The environment for activated services: the bus's own (as bytes:
-    /// a variable that is not UTF-8 is passed on intact) plus
-    /// UpdateActivationEnvironment's.
-    env: Vec<(OsString, OsString)>,
-    /// The service directories changed (a reload): watches need updating.
-    pub dirs_changed: bool,
-}
 
 fn denied(name: &'static str, text: impl Into<String>) -> Denied {
     Denied {
@@ -74,7 +36,7 @@ fn denied(name: &'static str, text: impl Into<String>) -> Denied {
 
 /// The service directories to watch.
 pub fn service_dirs(bus: &Bus) -> Vec<std::path::PathBuf> {
-    bus.config.service_dirs.clone()
+    bus.config().service_dirs.clone()
 }
 
 /// A watched service directory changed: rebuild the index.
@@ -83,12 +45,13 @@ pub fn dirs_modified(bus: &mut Bus) {
 }
 
 fn rescan(bus: &mut Bus) {
-    let cfg = &bus.config;
-    bus.activation.index = Index::scan(&cfg.service_dirs, cfg.transient_service_dir.as_deref());
+    let cfg = bus.config().clone();
+    bus.activation_mut().index =
+        Index::scan(&cfg.service_dirs, cfg.transient_service_dir.as_deref());
 }
 
 fn refresh_if_stale(bus: &mut Bus) {
-    if bus.activation.index.stale() {
+    if bus.activation_mut().index.stale() {
         rescan(bus);
     }
 }
@@ -96,7 +59,7 @@ fn refresh_if_stale(bus: &mut Bus) {
 /// Called once at start-up: create the transient service directory, copy
 /// the environment and index service directories.
 pub fn startup(bus: &mut Bus) {
-    if let Some(d) = bus.config.transient_service_dir.clone() {
+    if let Some(d) = bus.config().transient_service_dir.clone() {
         if let Err(e) = std::fs::create_dir_all(&d) {
             crate::log::warning(&format!(
                 "Unable to create transient service directory {}: {e}",
@@ -105,37 +68,37 @@ pub fn startup(bus: &mut Bus) {
         }
     }
     // vars_os: vars() panics on a variable that is not UTF-8.
-    bus.activation.env = std::env::vars_os().collect();
+    bus.activation_mut().env = std::env::vars_os().collect();
     rescan(bus);
 }
 
 /// The configuration was reloaded: re-read service directories.
 pub fn reload(bus: &mut Bus) {
-    if let Some(d) = bus.config.transient_service_dir.clone() {
+    if let Some(d) = bus.config().transient_service_dir.clone() {
         let _ = std::fs::create_dir_all(&d);
     }
-    bus.activation.dirs_changed = true;
+    bus.activation_mut().dirs_changed = true;
     rescan(bus);
 }
 
 /// Names that have a service file.
 pub fn activatable_names(bus: &mut Bus) -> Vec<String> {
     refresh_if_stale(bus);
-    bus.activation.index.names()
+    bus.activation_mut().index.names()
 }
 
 /// UpdateActivationEnvironment.
 pub fn update_environment(bus: &mut Bus, vars: Vec<(String, String)>) -> Result<(), Denied> {
-    if bus.config.service_helper.is_some() {
+    if bus.config().service_helper.is_some() {
         return Err(denied(
             errors::ACCESS_DENIED,
             "Cannot change activation environment on a system bus.",
         ));
     }
     for (k, v) in &vars {
-        set_env(&mut bus.activation.env, k, v);
+        set_env(&mut bus.activation_mut().env, k, v);
     }
-    if bus.systemd_activation {
+    if bus.systemd_activation() {
         // Forward to systemd as Manager.SetEnvironment(as).
         let mut w = Writer::new();
         let a = w.begin_array(4);
@@ -189,7 +152,7 @@ fn set_env(env: &mut Vec<(OsString, OsString)>, k: &str, v: &str) {
 }
 
 fn capture_driver(bus: &mut Bus, out: &OutMsg, to: Option<u64>) {
-    if bus.monitors.is_empty() {
+    if !bus.has_monitors() {
         return;
     }
     let head = out.head.clone();
@@ -268,8 +231,8 @@ fn activate(
     name: &str,
     held: Held,
 ) -> Result<Started, Denied> {
-    let limit = bus.config.limits.max_pending_service_starts;
-    if bus.activation.n_held as u64 >= limit {
+    let limit = bus.config().limits.max_pending_service_starts;
+    if bus.activation_mut().n_held as u64 >= limit {
         return Err(denied(
             errors::LIMITS_EXCEEDED,
             format!(
@@ -277,16 +240,16 @@ fn activate(
             ),
         ));
     }
-    let systemd_self = bus.systemd_activation && name == SYSTEMD_NAME;
+    let systemd_self = bus.systemd_activation() && name == SYSTEMD_NAME;
     let entry = if systemd_self {
         None
     } else {
         refresh_if_stale(bus);
-        if bus.activation.index.get(name).is_none() {
+        if bus.activation_mut().index.get(name).is_none() {
             // A file may have appeared since the last scan.
             rescan(bus);
         }
-        match bus.activation.index.get(name) {
+        match bus.activation_mut().index.get(name) {
             Some(e) => Some(e.clone()),
             None => {
                 return Err(denied(
@@ -316,13 +279,13 @@ fn activate(
     if matches!(held, Held::Start { .. }) && bus.lookup(name).is_some() {
         return Ok(Started::AlreadyRunning);
     }
-    if let Some(p) = bus.activation.pending.get_mut(name) {
+    if let Some(p) = bus.activation_mut().pending.get_mut(name) {
         p.held.push(held);
-        bus.activation.n_held += 1;
+        bus.activation_mut().n_held += 1;
         return Ok(Started::Pending);
     }
-    let timeout = Duration::from_millis(bus.config.limits.service_start_timeout);
-    bus.activation.pending.insert(
+    let timeout = Duration::from_millis(bus.config().limits.service_start_timeout);
+    bus.activation_mut().pending.insert(
         name.to_string(),
         Pending {
             held: vec![held],
@@ -332,7 +295,7 @@ fn activate(
             pid: None,
         },
     );
-    bus.activation.n_held += 1;
+    bus.activation_mut().n_held += 1;
     if systemd_self {
         // Wait for systemd to connect.
         return Ok(Started::Pending);
@@ -341,10 +304,10 @@ fn activate(
         return Ok(Started::Pending);
     };
     let requester_desc = requester
-        .and_then(|r| bus.peers.get(&r))
+        .and_then(|r| bus.peer(r))
         .map(|p| format!("'{}' ({})", p.name(), p.loginfo()))
         .unwrap_or_else(|| "the bus".into());
-    if bus.systemd_activation {
+    if bus.systemd_activation() {
         if let Some(unit) = entry.systemd_service.clone() {
             crate::log::info(&format!(
                 "Activating via systemd: service name='{name}' unit='{unit}' requested by {requester_desc}"
@@ -362,7 +325,7 @@ fn activate(
     ));
     match spawn(bus, name, &entry) {
         Ok(pid) => {
-            if let Some(p) = bus.activation.pending.get_mut(name) {
+            if let Some(p) = bus.activation_mut().pending.get_mut(name) {
                 p.pid = Some(pid);
             }
             Ok(Started::Pending)
@@ -376,8 +339,8 @@ fn activate(
 }
 
 fn remove_pending(bus: &mut Bus, name: &str) -> Option<Pending> {
-    let p = bus.activation.pending.remove(name)?;
-    bus.activation.n_held = bus.activation.n_held.saturating_sub(p.held.len());
+    let p = bus.activation_mut().pending.remove(name)?;
+    bus.activation_mut().n_held = bus.activation_mut().n_held.saturating_sub(p.held.len());
     Some(p)
 }
 
@@ -446,7 +409,7 @@ fn resolve_helper(configured: &std::path::Path) -> std::path::PathBuf {
 }
 
 fn spawn(bus: &mut Bus, name: &str, entry: &policy::ServiceFile) -> Result<i32, Denied> {
-    let command = match &bus.config.service_helper {
+    let command = match &bus.config().service_helper {
         Some(helper) => {
             if entry.user.is_none() {
                 return Err(denied(
@@ -472,13 +435,13 @@ fn spawn(bus: &mut Bus, name: &str, entry: &policy::ServiceFile) -> Result<i32, 
             format!("Empty Exec line for {name}"),
         ));
     };
-    let mut env = bus.activation.env.clone();
-    set_env(&mut env, "DBUS_STARTER_ADDRESS", &bus.address);
-    if let Some(t) = bus.config.bus_type.clone() {
+    let mut env = bus.activation_mut().env.clone();
+    set_env(&mut env, "DBUS_STARTER_ADDRESS", bus.address());
+    if let Some(t) = bus.config().bus_type.clone() {
         set_env(&mut env, "DBUS_STARTER_BUS_TYPE", &t);
         match t.as_str() {
-            "session" => set_env(&mut env, "DBUS_SESSION_BUS_ADDRESS", &bus.address),
-            "system" => set_env(&mut env, "DBUS_SYSTEM_BUS_ADDRESS", &bus.address),
+            "session" => set_env(&mut env, "DBUS_SESSION_BUS_ADDRESS", bus.address()),
+            "system" => set_env(&mut env, "DBUS_SYSTEM_BUS_ADDRESS", bus.address()),
             _ => {}
         }
     }
@@ -514,7 +477,7 @@ pub fn name_acquired(bus: &mut Bus, name: &str) {
     };
     for h in &p.held {
         if let Held::Start { sender, serial } = h {
-            if bus.peers.contains_key(sender) {
+            if bus.has_peer(*sender) {
                 let dest = bus.unique_name(*sender);
                 let mut w = Writer::new();
                 w.u32(1); // DBUS_START_REPLY_SUCCESS
@@ -527,7 +490,7 @@ pub fn name_acquired(bus: &mut Bus, name: &str) {
     for h in p.held {
         match h {
             Held::Call { sender, inb, out } => {
-                if !bus.peers.get(&sender).is_some_and(|p| p.is_active()) {
+                if !bus.peer(sender).is_some_and(|p| p.is_active()) {
                     continue;
                 }
                 bus.deliver_to_owner(sender, owner, &inb, &out);
@@ -546,12 +509,12 @@ fn fail(bus: &mut Bus, name: &str, err_name: &str, text: &str) {
     for h in p.held {
         match h {
             Held::Call { sender, inb, .. } => {
-                if bus.peers.contains_key(&sender) {
+                if bus.has_peer(sender) {
                     bus.send_error(sender, &inb.header, err_name, text);
                 }
             }
             Held::Start { sender, serial } => {
-                if bus.peers.contains_key(&sender) {
+                if bus.has_peer(sender) {
                     bus.send_error_serial(sender, serial, err_name, text);
                 }
             }
@@ -562,7 +525,7 @@ fn fail(bus: &mut Bus, name: &str, err_name: &str, text: &str) {
 
 /// org.freedesktop.systemd1.Activator.ActivationFailure from `sid`.
 pub fn systemd_failure(bus: &mut Bus, sid: u64, inb: &Inbound) {
-    let uid = bus.peers.get(&sid).and_then(|p| p.auth_uid);
+    let uid = bus.peer(sid).and_then(|p| p.auth_uid);
     let privileged = uid.is_some_and(|u| u == 0 || u == nix::unistd::geteuid().as_raw());
     if !privileged {
         bus.send_error(
@@ -575,8 +538,7 @@ pub fn systemd_failure(bus: &mut Bus, sid: u64, inb: &Inbound) {
     }
     if bus.lookup(SYSTEMD_NAME) != Some(sid) {
         let who = bus
-            .peers
-            .get(&sid)
+            .peer(sid)
             .map(|p| format!("{} ({})", p.name(), p.loginfo()))
             .unwrap_or_default();
         crate::log::security(&format!(
@@ -584,7 +546,7 @@ pub fn systemd_failure(bus: &mut Bus, sid: u64, inb: &Inbound) {
         ));
         return;
     }
-    if !bus.systemd_activation {
+    if !bus.systemd_activation() {
         crate::log::warning(
             "Ignoring unexpected ActivationFailure message while not using systemd activation",
         );
@@ -598,7 +560,7 @@ pub fn systemd_failure(bus: &mut Bus, sid: u64, inb: &Inbound) {
         "Activation via systemd failed for unit '{unit}': {text}"
     ));
     let names: Vec<String> = bus
-        .activation
+        .activation_mut()
         .pending
         .iter()
         .filter(|(_, p)| p.systemd_service.as_deref() == Some(unit))
@@ -609,12 +571,6 @@ pub fn systemd_failure(bus: &mut Bus, sid: u64, inb: &Inbound) {
     for n in names {
         fail(bus, &n, &code, &text);
     }
-}
-
-/// Connection `id` went away: nothing to do (held calls from it are
-/// skipped when the name appears).
-pub fn peer_gone(bus: &mut Bus, id: u64) {
-    let _ = (bus, id);
 }
 
 /// SIGCHLD: reap children; a service that exits non-zero (or is killed)
@@ -633,7 +589,7 @@ pub fn reap_children(bus: &mut Bus) {
             _ => continue,
         };
         let Some((name, exec)) = bus
-            .activation
+            .activation()
             .pending
             .iter()
             .find(|(_, p)| p.pid == Some(pid.as_raw()))
@@ -645,12 +601,12 @@ pub fn reap_children(bus: &mut Bus) {
             // The launcher exited 0 without taking its name (yet): it is
             // gone, so the timeout must not kill its PID, which the kernel
             // may already have given to another process.
-            if let Some(p) = bus.activation.pending.get_mut(&name) {
+            if let Some(p) = bus.activation_mut().pending.get_mut(&name) {
                 p.pid = None;
             }
             continue;
         };
-        let (ename, text) = if bus.config.service_helper.is_some() && !signaled {
+        let (ename, text) = if bus.config().service_helper.is_some() && !signaled {
             helper_exit_error(code)
         } else if signaled {
             (
@@ -665,7 +621,7 @@ pub fn reap_children(bus: &mut Bus) {
         };
         // Everything waiting on the same Exec line fails too.
         let same: Vec<String> = bus
-            .activation
+            .activation()
             .pending
             .iter()
             .filter(|(n, p)| **n != name && p.exec.is_some() && p.exec == exec)
@@ -757,21 +713,16 @@ pub mod exit_codes {
     pub const CHILD_SIGNALED: i32 = 11;
 }
 
-/// The earliest activation timeout.
-pub fn next_deadline(bus: &Bus) -> Option<Instant> {
-    bus.activation.pending.values().map(|p| p.deadline).min()
-}
-
 /// Fires activation timeouts.
 pub fn timers(bus: &mut Bus, now: Instant) {
     let expired: Vec<(String, Option<i32>)> = bus
-        .activation
+        .activation_mut()
         .pending
         .iter()
         .filter(|(_, p)| p.deadline <= now)
         .map(|(n, p)| (n.clone(), p.pid))
         .collect();
-    let ms = bus.config.limits.service_start_timeout;
+    let ms = bus.config().limits.service_start_timeout;
     for (name, pid) in expired {
         if let Some(pid) = pid {
             let _ = nix::sys::signal::kill(
@@ -789,5 +740,5 @@ pub fn timers(bus: &mut Bus, now: Instant) {
 
 /// Whether a name is being activated (for tests and stats).
 pub fn is_pending(bus: &Bus, name: &str) -> bool {
-    name != DBUS_NAME && bus.activation.pending.contains_key(name)
+    name != DBUS_NAME && bus.activation().pending.contains_key(name)
 }

@@ -264,7 +264,7 @@ impl Bus {
             None => std::rc::Rc::from(DBUS_NAME),
         };
         let serial = self.next_serial();
-        let bytes = crate::driver::build::error(serial, h.serial, Some(&dest), name, text);
+        let bytes = super::build::error(serial, h.serial, Some(&dest), name, text);
         let m = OutMsg {
             head: Rc::new(bytes),
             body: None,

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use policy::Config;
 
+use super::build;
 use super::names::{NameEvent, Registry};
 use super::peer::{OutMsg, Peer};
 use super::replies::Replies;
-use crate::driver::build;
 use crate::transport::sasl::SaslConfig;
 use crate::wire::header::Header;
 
@@ -22,7 +22,8 @@ pub const DBUS_PATH: &str = "/org/freedesktop/DBus";
 pub const DBUS_IFACE: &str = "org.freedesktop.DBus";
 
 /// Bus-wide counters for Debug.Stats.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct BusStats {
     /// Peak number of match rules.
     pub peak_match_rules: usize,
@@ -34,72 +35,69 @@ pub struct BusStats {
     pub peak_bus_names_per_conn: usize,
 }
 
-/// Everything the bus knows.
+/// Everything the bus knows. The fields are the broker's own: code above
+/// the broker reads them through methods and changes them only through
+/// methods that keep the invariants between them (a peer's names and the
+/// registry, the unique-name map and the peers, the connection counts).
 #[derive(Debug)]
 pub struct Bus {
     /// Connections by id.
-    pub peers: super::idmap::IdMap<Peer>,
+    pub(super) peers: super::idmap::IdMap<Peer>,
     /// Unique name -> connection id.
-    pub unique: HashMap<Rc<str>, u64>,
+    pub(super) unique: HashMap<Rc<str>, u64>,
     /// Well-known names.
-    pub names: Registry,
+    pub(super) names: Registry,
     /// Outstanding method calls.
-    pub replies: Replies,
+    pub(super) replies: Replies,
     /// Authentication and pending-fd deadlines of the connections.
-    pub deadlines: super::deadlines::Deadlines,
+    pub(super) deadlines: super::deadlines::Deadlines,
     /// Counter for unique names (:1.N).
-    pub next_unique: u64,
+    pub(super) next_unique: u64,
     /// Counter for connection ids.
-    pub next_id: u64,
+    pub(super) next_id: u64,
     /// The running configuration.
-    pub config: Rc<Config>,
+    pub(super) config: Rc<Config>,
     /// SASL settings derived from the configuration.
-    pub sasl: Rc<SaslConfig>,
+    pub(super) sasl: Rc<SaslConfig>,
     /// The GUID of the listening addresses (`,guid=` and SASL OK).
-    pub guid: String,
+    pub(super) guid: String,
     /// The bus's own id (GetId). The specification and dbus-daemon keep it
     /// distinct from the addresses' GUID.
-    pub id: String,
+    pub(super) id: String,
     /// Serial counter for messages the driver sends.
-    pub serial: u32,
+    pub(super) serial: u32,
     /// Peers with queued output, to flush after this batch.
-    pub dirty: Vec<u64>,
+    pub(super) dirty: Vec<u64>,
     /// Peers to disconnect after this batch.
-    pub to_close: Vec<u64>,
+    pub(super) to_close: Vec<u64>,
     /// Monitors, in the order they became monitors.
-    pub monitors: Vec<u64>,
+    pub(super) monitors: Vec<u64>,
     /// Rules of each monitor.
-    pub monitor_rules: HashMap<u64, Vec<super::matchrule::MatchRule>>,
-    /// Environment for activated services.
-    pub activation_env: Vec<(String, String)>,
-    /// Total match rules.
-    pub match_rules: usize,
+    pub(super) monitor_rules: HashMap<u64, Vec<super::matchrule::MatchRule>>,
     /// Every connection's match rules, indexed for broadcast routing.
-    pub matches: super::matchindex::MatchIndex,
+    pub(super) matches: super::matchindex::MatchIndex,
     /// Scratch list of broadcast recipients (kept to reuse its allocation).
-    pub recipients: Vec<u64>,
+    pub(super) recipients: Vec<u64>,
     /// Counters.
-    pub stats: BusStats,
-    /// A ReloadConfig was asked for; the daemon performs it.
-    pub reload_requested: Vec<(u64, Header)>,
+    pub(super) stats: BusStats,
     /// Whether the daemon was started with --systemd-activation.
-    pub systemd_activation: bool,
+    pub(super) systemd_activation: bool,
     /// Number of connections that have not yet completed Hello.
-    pub incomplete: usize,
-    /// Where the configuration came from (for reloads).
-    pub config_source: Option<crate::cli::ConfigChoice>,
+    pub(super) incomplete: usize,
     /// Activation state.
-    pub activation: crate::activation::Activation,
+    pub(super) activation: super::activation::Activation,
     /// The address clients connect to (DBUS_STARTER_ADDRESS).
-    pub address: String,
+    pub(super) address: String,
     /// Per-user accounts of queued bytes and fds, and connection counts.
-    pub users: super::quota::Users,
+    pub(super) users: super::quota::Users,
     /// Connections that completed Hello (monitors included).
-    pub completed: u64,
+    pub(super) completed: u64,
     /// Cached user database answers (groups, names).
-    pub userdb: crate::userdb::UserDb,
+    pub(super) userdb: crate::userdb::UserDb,
     /// Who is at a console (kept current by the daemon's console watch).
-    pub console: crate::userdb::Console,
+    pub(super) console: crate::userdb::Console,
+    /// The layers above, as the daemon wired them.
+    pub(super) upcalls: Rc<dyn super::upcalls::Upcalls>,
 }
 
 /// 32 random hex digits.
@@ -130,21 +128,18 @@ impl Bus {
             to_close: Vec::new(),
             monitors: Vec::new(),
             monitor_rules: HashMap::new(),
-            activation_env: Vec::new(),
-            match_rules: 0,
             matches: super::matchindex::MatchIndex::default(),
             recipients: Vec::new(),
             stats: BusStats::default(),
-            reload_requested: Vec::new(),
             systemd_activation: false,
             incomplete: 0,
-            config_source: None,
-            activation: crate::activation::Activation::default(),
+            activation: super::activation::Activation::default(),
             address: String::new(),
             users,
             completed: 0,
             userdb: crate::userdb::UserDb::default(),
             console: crate::userdb::Console::scan(),
+            upcalls: Rc::new(super::upcalls::Unwired),
         }
     }
 

@@ -4,9 +4,8 @@
 use std::collections::VecDeque;
 
 use super::bus::Bus;
-use super::names::NameEvent;
+use super::errors;
 use super::peer::{Charge, Inbound, OutMsg, Peer, PeerState, PeerStats};
-use crate::driver::errors;
 use crate::transport::sasl::{SaslServer, SaslStatus};
 use crate::transport::stream::Stream;
 use crate::wire::header::{frame_len, Header, FIXED_HEADER_LEN};
@@ -48,7 +47,6 @@ impl Bus {
             closing: false,
             stats: PeerStats::default(),
             loginfo_cache: std::cell::OnceCell::new(),
-            has_eavesdrop_rules: false,
             live: std::rc::Rc::default(),
             out_limits: (
                 self.config.limits.max_outgoing_bytes,
@@ -375,11 +373,7 @@ impl Bus {
         self.disarm_deadlines(id);
         let p = self.peers.get_mut(&id)?;
         p.closing = true;
-        let rules = self.matches.remove_peer(id);
-        self.match_rules -= rules;
-        let names = std::mem::take(&mut p.names);
         let was_incomplete = p.unique_name.is_none();
-        let unique = p.unique_name.clone();
         let is_monitor = matches!(p.state, PeerState::Monitor);
         // As dbus-daemon (bus_connection_disconnected): names go in the
         // reverse order they were requested, the unique name (taken at
@@ -387,27 +381,7 @@ impl Bus {
         // owner of: NameLost addressed to it (only monitors see it, and only
         // if its receive policy allows it, as the socket is gone), then
         // NameOwnerChanged, then NameAcquired for the next queued owner.
-        let mut events = Vec::new();
-        for n in names.iter().rev() {
-            self.names.remove(n, id, &mut events);
-        }
-        if let Some(u) = unique.as_ref().filter(|_| !is_monitor) {
-            events.push(NameEvent::Lost {
-                peer: id,
-                name: u.clone(),
-            });
-            events.push(NameEvent::OwnerChanged {
-                name: u.clone(),
-                old: Some(id),
-                new: None,
-            });
-        }
-        self.emit_name_events(events);
-        if let Some(u) = &unique {
-            if self.unique.get(u) == Some(&id) {
-                self.unique.remove(u);
-            }
-        }
+        self.release_all(id, super::state::Release::Disconnect);
         for (caller, serial) in self.replies.peer_gone(id) {
             self.send_error_serial(
                 caller,
@@ -420,7 +394,6 @@ impl Bus {
             self.monitors.retain(|m| *m != id);
             self.monitor_rules.remove(&id);
         }
-        crate::activation::peer_gone(self, id);
         if was_incomplete {
             self.incomplete = self.incomplete.saturating_sub(1);
         } else {

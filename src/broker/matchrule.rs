@@ -2,7 +2,7 @@
 //! formatting and matching against a message.
 
 /// The type of message a rule selects (`type='...'`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum MsgType {
     /// method_call (1)
     MethodCall = 1,
@@ -15,7 +15,7 @@ pub enum MsgType {
 }
 
 /// How an argN key compares.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ArgMatch {
     /// `argN='value'`: arg N is a string equal to value.
     Str(String),
@@ -27,7 +27,8 @@ pub enum ArgMatch {
 }
 
 /// A parsed match rule. Two rules are equal iff they have the same keys and values.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct MatchRule {
     /// `type=`
     pub msg_type: Option<MsgType>,

@@ -1,10 +1,13 @@
 //! Peers, names, match rules, reply tracking and routing: the single owner of
 //! all bus state.
 
+pub mod activation;
 pub mod broadcast;
+pub mod build;
 pub mod bus;
 pub mod conn;
 pub mod deadlines;
+pub mod errors;
 pub mod idmap;
 pub mod matchindex;
 pub mod matchrule;
@@ -14,3 +17,7 @@ pub mod quota;
 pub mod replies;
 pub mod route;
 pub mod security;
+pub mod services;
+pub mod snapshot;
+pub mod state;
+pub mod upcalls;

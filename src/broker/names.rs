@@ -75,6 +75,26 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// Every name with its queue, primary owner first: (connection, flags).
+    pub fn entries(&self) -> impl Iterator<Item = (&Rc<str>, Vec<(u64, u32)>)> + '_ {
+        self.names
+            .iter()
+            .map(|(n, q)| (n, q.iter().map(|o| (o.peer, o.flags)).collect()))
+    }
+
+    /// Puts back a name with its queue as [`Registry::entries`] gave it
+    /// (restoring a snapshot); an empty queue is ignored.
+    pub fn restore(&mut self, name: &str, queue: &[(u64, u32)]) {
+        if queue.is_empty() {
+            return;
+        }
+        let q = queue
+            .iter()
+            .map(|&(peer, flags)| Owner { peer, flags })
+            .collect();
+        self.names.insert(Rc::from(name), q);
+    }
+
     /// The primary owner of `name`.
     pub fn owner(&self, name: &str) -> Option<u64> {
         self.names.get(name).and_then(|q| q.front()).map(|o| o.peer)

@@ -69,6 +69,11 @@ pub struct Charge {
 }
 
 impl Charge {
+    /// The counter this charge is on.
+    pub fn live(&self) -> &Rc<Live> {
+        &self.live
+    }
+
     /// Charges `bytes` and `fds` to `live`.
     pub fn new(live: &Rc<Live>, bytes: u64, fds: u64) -> Charge {
         live.bytes.set(live.bytes.get() + bytes);
@@ -149,6 +154,11 @@ impl LargeRx {
         l.bytes.set(l.bytes.get() + n as u64);
         l.partial.set(l.partial.get() + n as u64);
         self.filled == self.total
+    }
+
+    /// The bytes received so far.
+    pub fn received(&self) -> &[u8] {
+        &self.buf[..self.filled]
     }
 
     /// Bytes received so far.
@@ -284,7 +294,8 @@ pub enum PeerState {
 }
 
 /// Per-connection counters for Debug.Stats.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct PeerStats {
     /// Bytes received.
     pub in_bytes: u64,
@@ -365,9 +376,6 @@ pub struct Peer {
     /// `uid=.. pid=.. comm=".."` for log lines and errors, made on first
     /// use (it reads /proc, which accepting a connection must not).
     pub loginfo_cache: std::cell::OnceCell<String>,
-    /// Whether this peer may see messages not addressed to it through
-    /// eavesdrop match rules (policy `eavesdrop="true"` is checked per message).
-    pub has_eavesdrop_rules: bool,
     /// Its messages still alive in the bus (max_incoming_bytes/_unix_fds).
     pub live: Rc<Live>,
     /// max_outgoing_bytes and max_outgoing_unix_fds: past either, nothing

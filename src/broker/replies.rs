@@ -40,6 +40,13 @@ pub struct Replies {
 }
 
 impl Replies {
+    /// Every pending call: (caller, serial, callee, deadline).
+    pub fn entries(&self) -> impl Iterator<Item = (u64, u32, u64, Option<Instant>)> + '_ {
+        self.pending
+            .iter()
+            .map(|(&(caller, serial), p)| (caller, serial, p.callee, p.deadline))
+    }
+
     /// Records that `callee` owes `caller` a reply to `serial`.
     pub fn expect(
         &mut self,

@@ -5,9 +5,9 @@
 use std::rc::Rc;
 
 use super::bus::{Bus, DBUS_NAME};
+use super::errors;
 use super::peer::{Inbound, OutMsg, PeerState};
 use super::security::View;
-use crate::driver::errors;
 use crate::wire::header::{forward_header, msg_type};
 
 impl Bus {
@@ -76,7 +76,7 @@ impl Bus {
                 self.send_error(sid, h, d.name, &d.text);
                 return;
             }
-            let handled = crate::driver::handle(self, sid, &inb);
+            let handled = self.upcalls().driver(self, sid, &inb);
             if !self.monitors.is_empty() && signal_first {
                 self.capture(Some(sid), None, &out, v);
             }
@@ -107,7 +107,8 @@ impl Bus {
                             text: format!("Name \"{d}\" does not exist"),
                         })
                     } else {
-                        crate::activation::auto_start(self, sid, d, inb.clone(), out.clone())
+                        self.upcalls()
+                            .auto_start(self, sid, d, inb.clone(), out.clone())
                     };
                     if !self.monitors.is_empty() {
                         self.capture(Some(sid), None, &out, v);
@@ -178,7 +179,7 @@ impl Bus {
         let h = &inb.header;
         let iface = h.interface(&inb.bytes);
         if (iface.is_none() || iface == Some("org.freedesktop.DBus.Peer"))
-            && crate::driver::peer_iface::handle(self, sid, inb)
+            && self.upcalls().peer_method(self, sid, inb)
         {
             return;
         }

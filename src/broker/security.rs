@@ -5,8 +5,8 @@
 use policy::MessageFacts;
 
 use super::bus::{Bus, DBUS_NAME};
+use super::errors;
 use super::replies::ExpectError;
-use crate::driver::errors;
 use crate::wire::header::{msg_type, Header};
 
 /// A message as the policy and match rules see it.

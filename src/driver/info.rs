@@ -21,7 +21,7 @@ fn creds_of(bus: &Bus, name: &str, what: &str) -> Result<Creds, Denied> {
             gids: Vec::new(),
         });
     }
-    let Some(p) = bus.lookup(name).and_then(|id| bus.peers.get(&id)) else {
+    let Some(p) = bus.lookup(name).and_then(|id| bus.peer(id)) else {
         return Err(denied(
             errors::NAME_HAS_NO_OWNER,
             format!("Could not get {what} of name '{name}': no such name"),
@@ -115,12 +115,12 @@ pub(super) fn get_selinux_context(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, 
 
 pub(super) fn get_id(bus: &mut Bus, _c: &Call<'_>) -> Result<Reply, Denied> {
     let mut w = Writer::new();
-    w.string(&bus.id);
+    w.string(bus.bus_id());
     Ok(Reply::Body("s", w.into_bytes()))
 }
 
 pub(super) fn reload_config(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
-    match crate::reload::reload(bus) {
+    match bus.upcalls().reload(bus) {
         Ok(()) => {
             // Unlike the other empty replies, dbus-daemon sends this one
             // even with NO_REPLY_EXPECTED.

@@ -13,8 +13,8 @@ fn parse(text: &str) -> Result<MatchRule, Denied> {
 }
 
 pub(super) fn add_match(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
-    let limit = bus.config.limits.max_match_rules_per_connection;
-    let count = bus.matches.count_of(c.sid) as u64;
+    let limit = bus.limits().max_match_rules_per_connection;
+    let count = bus.matches().count_of(c.sid) as u64;
     let text = c.args().string().map_err(bad_args)?;
     let rule = if count >= limit {
         None
@@ -26,7 +26,7 @@ pub(super) fn add_match(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
         }
         Some(rule)
     };
-    let Some(p) = bus.peers.get_mut(&c.sid) else {
+    let Some(p) = bus.peer(c.sid) else {
         return Ok(Reply::Sent);
     };
     let Some(rule) = rule else {
@@ -37,25 +37,18 @@ pub(super) fn add_match(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
         crate::log::peer_warning(crate::log::Kind::LimitReached, &p.who(), &text);
         return Err(denied(errors::LIMITS_EXCEEDED, text));
     };
-    let n = bus.matches.insert(c.sid, rule);
-    if let Some(p) = bus.peers.get_mut(&c.sid) {
-        p.stats.peak_match_rules = p.stats.peak_match_rules.max(n as u64);
-    }
-    bus.match_rules += 1;
-    bus.stats.peak_match_rules = bus.stats.peak_match_rules.max(bus.match_rules);
-    bus.stats.peak_match_rules_per_conn = bus.stats.peak_match_rules_per_conn.max(n);
+    bus.add_match(c.sid, rule);
     Ok(Reply::Body("", Vec::new()))
 }
 
 pub(super) fn remove_match(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
     let text = c.args().string().map_err(bad_args)?;
     let rule = parse(text)?;
-    if !bus.peers.contains_key(&c.sid) {
+    if !bus.has_peer(c.sid) {
         return Ok(Reply::Sent);
     }
     // Remove the most recently added identical rule, as dbus-daemon does.
-    if bus.matches.remove_one(c.sid, &rule) {
-        bus.match_rules -= 1;
+    if bus.remove_match(c.sid, &rule) {
         Ok(Reply::Body("", Vec::new()))
     } else {
         Err(denied(

@@ -2,8 +2,7 @@
 //! (the same one generates Introspect), dispatch with dbus-daemon's checks
 //! (canonical path, privileged callers, exact signatures), and the handlers.
 
-pub mod build;
-pub mod errors;
+pub use crate::broker::{build, errors};
 mod info;
 mod matches;
 pub mod monitor;
@@ -187,7 +186,23 @@ pub static INTERFACES: &[Interface] = &[
         any_path: true,
         interesting: false,
     },
+    // busbar's own (not in dbus-daemon): re-exec in place (src/reexec.rs).
+    Interface {
+        name: "org.busbar.Daemon1",
+        methods: &[m("Reexec", "", "", PRIVILEGED, reexec)],
+        properties: &[],
+        extra: "",
+        any_path: false,
+        interesting: false,
+    },
 ];
+
+/// org.busbar.Daemon1.Reexec: the daemon decides, and answers (once the
+/// new image runs, or with Failed when it refuses).
+fn reexec(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
+    bus.upcalls().reexec(bus, c.sid, c.h().serial);
+    Ok(Reply::Sent)
+}
 
 /// Sends an empty method return to the caller of `c` even when it set
 /// NO_REPLY_EXPECTED (dbus-daemon's ReloadConfig does so).
@@ -224,7 +239,7 @@ fn denied(name: &'static str, text: impl Into<String>) -> Denied {
 }
 
 pub(crate) fn check_privileged(bus: &Bus, c: &Call<'_>) -> Result<(), Denied> {
-    let p = bus.peers.get(&c.sid);
+    let p = bus.peer(c.sid);
     let uid = p.and_then(|p| p.auth_uid.or(p.creds.uid));
     let name = p.map(|p| p.name().to_string()).unwrap_or_default();
     let info = p.map(|p| p.loginfo().to_string()).unwrap_or_default();
@@ -318,7 +333,7 @@ fn dispatch(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
                 ),
             ));
         }
-        if member != "Hello" && !bus.peers.get(&c.sid).is_some_and(|p| p.is_active()) {
+        if member != "Hello" && !bus.peer(c.sid).is_some_and(|p| p.is_active()) {
             return Err(denied(
                 errors::ACCESS_DENIED,
                 "Client tried to send a message other than Hello without being registered",

@@ -3,8 +3,6 @@
 use super::{bad_args, denied, errors, reply, Call, Reply};
 use crate::broker::bus::Bus;
 use crate::broker::matchrule::MatchRule;
-use crate::broker::names::NameEvent;
-use crate::broker::peer::PeerState;
 use crate::broker::security::Denied;
 
 pub(super) fn become_monitor(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
@@ -36,48 +34,6 @@ pub(super) fn become_monitor(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denie
     }
     // Acknowledge first, then give up every name.
     reply(bus, c, "", &[]);
-    let sid = c.sid;
-    let mut events = Vec::new();
-    if let Some(u) = bus.unique_name(sid) {
-        bus.unique.remove(&u);
-        events.push(NameEvent::Lost {
-            peer: sid,
-            name: u.clone(),
-        });
-        events.push(NameEvent::OwnerChanged {
-            name: u,
-            old: Some(sid),
-            new: None,
-        });
-    }
-    let names: Vec<_> = bus
-        .peers
-        .get(&sid)
-        .map(|p| p.names.clone())
-        .unwrap_or_default();
-    for n in &names {
-        bus.names.remove(n, sid, &mut events);
-    }
-    if let Some(p) = bus.peers.get_mut(&sid) {
-        p.names.clear();
-    }
-    let dropped = bus.matches.remove_peer(sid);
-    bus.match_rules -= dropped;
-    bus.emit_name_events(events);
-    if let Some(p) = bus.peers.get_mut(&sid) {
-        p.state = PeerState::Monitor;
-        crate::log::event(
-            crate::log::Kind::Monitor,
-            crate::log::Level::Info,
-            Some(&p.who()),
-            &format!(
-                "Connection {} ({}) became a monitor.",
-                p.name(),
-                p.loginfo()
-            ),
-        );
-    }
-    bus.monitors.push(sid);
-    bus.monitor_rules.insert(sid, rules);
+    bus.become_monitor(c.sid, rules);
     Ok(Reply::Sent)
 }

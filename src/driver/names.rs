@@ -4,8 +4,7 @@ use std::rc::Rc;
 
 use super::{bad_args, denied, errors, reply, Call, Reply};
 use crate::broker::bus::{Bus, DBUS_NAME};
-use crate::broker::names::{release_reply, NameEvent};
-use crate::broker::peer::PeerState;
+use crate::broker::names::release_reply;
 use crate::broker::security::Denied;
 use crate::wire::marshal::Writer;
 use crate::wire::names::validate_bus_name;
@@ -33,72 +32,25 @@ fn strings_body<'a>(items: impl Iterator<Item = &'a str>) -> Vec<u8> {
 }
 
 pub(super) fn hello(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
-    let Some(p) = bus.peers.get(&c.sid) else {
+    if !bus.has_peer(c.sid) {
         return Ok(Reply::Sent);
-    };
-    let p_uid = p.auth_uid;
-    if p.unique_name.is_some() {
-        return Err(denied(errors::FAILED, "Already handled an Hello message"));
     }
-    if bus.completed >= bus.config.limits.max_completed_connections {
-        return Err(denied(
-            errors::LIMITS_EXCEEDED,
-            "The maximum number of active connections has been reached",
-        ));
-    }
-    if let Some(uid) = p_uid {
-        let limit = bus.config.limits.max_connections_per_user;
-        if bus.users.active(uid) >= limit {
-            let who = bus.peers.get(&c.sid).map(|p| p.who()).unwrap_or_default();
-            crate::log::peer_warning(
-                crate::log::Kind::ConnectionRefused,
-                &who,
-                &format!(
-                    "The maximum number of active connections for UID {uid} has been reached (max_connections_per_user={limit})"
-                ),
-            );
-            return Err(denied(
-                errors::LIMITS_EXCEEDED,
-                format!("The maximum number of active connections for UID {uid} has been reached"),
-            ));
-        }
-    }
-    let name: Rc<str> = Rc::from(format!(":1.{}", bus.next_unique));
-    bus.next_unique += 1;
-    if let Some(p) = bus.peers.get_mut(&c.sid) {
-        p.unique_name = Some(name.clone());
-        p.state = PeerState::Active;
-    }
-    bus.disarm_auth_deadline(c.sid);
-    bus.incomplete = bus.incomplete.saturating_sub(1);
-    bus.completed += 1;
-    if let Some(uid) = p_uid {
-        bus.users.add_active(uid);
-    }
-    bus.unique.insert(name.clone(), c.sid);
+    let (name, events) = bus.hello(c.sid)?;
     bus.capture_hello(c.sid, c.inb);
     reply(bus, c, "s", &string_body(&name));
-    bus.emit_name_events(vec![
-        NameEvent::OwnerChanged {
-            name: name.clone(),
-            old: None,
-            new: Some(c.sid),
-        },
-        NameEvent::Acquired { peer: c.sid, name },
-    ]);
+    bus.emit_name_events(events);
     Ok(Reply::Sent)
 }
 
 fn caller_name(bus: &Bus, sid: u64) -> String {
-    bus.peers
-        .get(&sid)
+    bus.peer(sid)
         .map(|p| p.name().to_string())
         .unwrap_or_else(|| "(inactive)".into())
 }
 
 /// Number of names a connection is in the queue of, plus its unique name.
 fn names_owned(bus: &Bus, sid: u64) -> u64 {
-    bus.peers.get(&sid).map_or(0, |p| p.names.len() as u64 + 1)
+    bus.peer(sid).map_or(0, |p| p.names.len() as u64 + 1)
 }
 
 pub(super) fn request_name(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
@@ -126,10 +78,7 @@ pub(super) fn request_name(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied>
             ),
         ));
     }
-    let allowed = bus
-        .peers
-        .get(&c.sid)
-        .is_some_and(|p| p.policy.can_own(name));
+    let allowed = bus.peer(c.sid).is_some_and(|p| p.policy.can_own(name));
     if !allowed {
         return Err(denied(
             errors::ACCESS_DENIED,
@@ -138,42 +87,20 @@ pub(super) fn request_name(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied>
             ),
         ));
     }
-    let limit = bus.config.limits.max_names_per_connection;
-    if names_owned(bus, c.sid) >= limit && !bus.names.in_queue(name, c.sid) {
+    let limit = bus.limits().max_names_per_connection;
+    if names_owned(bus, c.sid) >= limit && !bus.names().in_queue(name, c.sid) {
         let text = format!(
             "Connection \"{who}\" is not allowed to own more services (increase limits in configuration file if required; max_names_per_connection={limit})"
         );
-        let who = bus.peers.get(&c.sid).map(|p| p.who()).unwrap_or_default();
+        let who = bus.peer(c.sid).map(|p| p.who()).unwrap_or_default();
         crate::log::peer_warning(crate::log::Kind::LimitReached, &who, &text);
         return Err(denied(errors::LIMITS_EXCEEDED, text));
     }
-    let mut events = Vec::new();
-    let code = bus.names.request(name, c.sid, flags, &mut events);
-    sync_peer_names(bus, c.sid, name);
-    bus.emit_name_events(events);
-    if bus.names.owner(name) == Some(c.sid) {
+    let code = bus.request_name(c.sid, name, flags);
+    if bus.names().owner(name) == Some(c.sid) {
         crate::activation::name_acquired(bus, name);
     }
-    let per_conn = names_owned(bus, c.sid) as usize;
-    bus.stats.peak_bus_names = bus.stats.peak_bus_names.max(bus.names.len());
-    bus.stats.peak_bus_names_per_conn = bus.stats.peak_bus_names_per_conn.max(per_conn);
     Ok(Reply::Body("u", u32_body(code)))
-}
-
-/// Keeps a connection's list of names in step with the registry.
-fn sync_peer_names(bus: &mut Bus, sid: u64, name: &str) {
-    let queued = bus.names.in_queue(name, sid);
-    let key = bus.names.key(name);
-    if let Some(p) = bus.peers.get_mut(&sid) {
-        let pos = p.names.iter().position(|n| &**n == name);
-        match (queued, pos, key) {
-            (true, None, Some(k)) => p.names.push(k),
-            (false, Some(i), _) => {
-                p.names.remove(i);
-            }
-            _ => {}
-        }
-    }
 }
 
 pub(super) fn release_name(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
@@ -196,15 +123,12 @@ pub(super) fn release_name(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied>
             format!("Cannot release the {DBUS_NAME} service because it is owned by the bus"),
         ));
     }
-    let code = if bus.names.owner(name).is_none() {
+    let code = if bus.names().owner(name).is_none() {
         release_reply::NON_EXISTENT
-    } else if !bus.names.in_queue(name, c.sid) {
+    } else if !bus.names().in_queue(name, c.sid) {
         release_reply::NOT_OWNER
     } else {
-        let mut events = Vec::new();
-        bus.names.remove(name, c.sid, &mut events);
-        sync_peer_names(bus, c.sid, name);
-        bus.emit_name_events(events);
+        bus.release_name(c.sid, name);
         release_reply::RELEASED
     };
     Ok(Reply::Body("u", u32_body(code)))
@@ -226,12 +150,12 @@ pub(super) fn name_has_owner(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denie
 }
 
 pub(super) fn list_names(bus: &mut Bus, _c: &Call<'_>) -> Result<Reply, Denied> {
-    let mut names: Vec<&str> = Vec::with_capacity(1 + bus.unique.len() + bus.names.len());
+    let mut names: Vec<&str> = Vec::with_capacity(1 + bus.n_unique() + bus.names().len());
     names.push(DBUS_NAME);
-    let mut uniques: Vec<(u64, &str)> = bus.unique.iter().map(|(n, id)| (*id, &**n)).collect();
+    let mut uniques: Vec<(u64, &str)> = bus.unique_names().map(|(n, id)| (id, &**n)).collect();
     uniques.sort_unstable();
     names.extend(uniques.into_iter().map(|(_, n)| n));
-    let mut wk: Vec<&str> = bus.names.names().map(|n| &**n).collect();
+    let mut wk: Vec<&str> = bus.names().names().map(|n| &**n).collect();
     wk.sort_unstable();
     names.extend(wk);
     Ok(Reply::Body("as", strings_body(names.into_iter())))
@@ -271,7 +195,7 @@ pub(super) fn list_queued_owners(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, D
             .into_iter()
             .collect()
     } else {
-        bus.names
+        bus.names()
             .queue(name)
             .unwrap_or_default()
             .into_iter()

@@ -41,7 +41,7 @@ fn write_value(bus: &Bus, w: &mut Writer, prop: &str) {
     match prop {
         "Features" => {
             let mut f = vec!["ActivatableServicesChanged", "HeaderFiltering"];
-            if bus.systemd_activation {
+            if bus.systemd_activation() {
                 f.push("SystemdActivation");
             }
             write_strings(w, &f);

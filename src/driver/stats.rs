@@ -16,8 +16,7 @@ fn entry_u32(w: &mut Writer, k: &str, v: u64) {
 pub(super) fn get_stats(bus: &mut Bus, _c: &Call<'_>) -> Result<Reply, Denied> {
     let serial = bus.next_serial();
     let active = bus
-        .peers
-        .values()
+        .peers()
         .filter(|p| {
             !matches!(
                 p.state,
@@ -25,7 +24,7 @@ pub(super) fn get_stats(bus: &mut Bus, _c: &Call<'_>) -> Result<Reply, Denied> {
             )
         })
         .count();
-    let incomplete = bus.peers.len() - active;
+    let incomplete = bus.n_peers() - active;
     let mut w = Writer::new();
     let a = w.begin_array(8);
     entry_u32(&mut w, "Serial", serial.into());
@@ -36,23 +35,27 @@ pub(super) fn get_stats(bus: &mut Bus, _c: &Call<'_>) -> Result<Reply, Denied> {
     entry_u32(&mut w, "ListMemPoolAllocatedBytes", 0);
     entry_u32(&mut w, "ActiveConnections", active as u64);
     entry_u32(&mut w, "IncompleteConnections", incomplete as u64);
-    entry_u32(&mut w, "MatchRules", bus.match_rules as u64);
-    entry_u32(&mut w, "PeakMatchRules", bus.stats.peak_match_rules as u64);
+    entry_u32(&mut w, "MatchRules", bus.match_rules() as u64);
+    entry_u32(
+        &mut w,
+        "PeakMatchRules",
+        bus.stats().peak_match_rules as u64,
+    );
     entry_u32(
         &mut w,
         "PeakMatchRulesPerConnection",
-        bus.stats.peak_match_rules_per_conn as u64,
+        bus.stats().peak_match_rules_per_conn as u64,
     );
     entry_u32(
         &mut w,
         "BusNames",
-        (bus.names.len() + bus.unique.len()) as u64,
+        (bus.names().len() + bus.n_unique()) as u64,
     );
-    entry_u32(&mut w, "PeakBusNames", bus.stats.peak_bus_names as u64);
+    entry_u32(&mut w, "PeakBusNames", bus.stats().peak_bus_names as u64);
     entry_u32(
         &mut w,
         "PeakBusNamesPerConnection",
-        bus.stats.peak_bus_names_per_conn as u64,
+        bus.stats().peak_bus_names_per_conn as u64,
     );
     w.end_array(a);
     Ok(Reply::Body("a{sv}", w.into_bytes()))
@@ -75,13 +78,13 @@ pub(super) fn get_connection_stats(bus: &mut Bus, c: &Call<'_>) -> Result<Reply,
         ));
     };
     let serial = bus.next_serial();
-    let Some(p) = bus.peers.get(&id) else {
+    let Some(p) = bus.peer(id) else {
         return Err(denied(errors::NAME_HAS_NO_OWNER, "no such connection"));
     };
     let mut w = Writer::new();
     let a = w.begin_array(8);
     entry_u32(&mut w, "Serial", serial.into());
-    entry_u32(&mut w, "MatchRules", bus.matches.count_of(id) as u64);
+    entry_u32(&mut w, "MatchRules", bus.matches().count_of(id) as u64);
     entry_u32(&mut w, "PeakMatchRules", p.stats.peak_match_rules);
     entry_u32(&mut w, "BusNames", p.names.len() as u64 + 1);
     entry_u32(&mut w, "PeakBusNames", p.stats.peak_bus_names);
@@ -107,7 +110,7 @@ pub(super) fn get_connection_stats(bus: &mut Bus, c: &Call<'_>) -> Result<Reply,
 }
 
 pub(super) fn get_all_match_rules(bus: &mut Bus, _c: &Call<'_>) -> Result<Reply, Denied> {
-    let mut conns: Vec<(u64, &str)> = bus.unique.iter().map(|(n, id)| (*id, &**n)).collect();
+    let mut conns: Vec<(u64, &str)> = bus.unique_names().map(|(n, id)| (id, &**n)).collect();
     conns.sort_unstable();
     let mut w = Writer::new();
     let a = w.begin_array(8);
@@ -115,7 +118,7 @@ pub(super) fn get_all_match_rules(bus: &mut Bus, _c: &Call<'_>) -> Result<Reply,
         w.begin_struct();
         w.string(name);
         let inner = w.begin_array(4);
-        for r in bus.matches.rules_of(id) {
+        for r in bus.matches().rules_of(id) {
             w.string(&r.to_string());
         }
         w.end_array(inner);

@@ -38,6 +38,9 @@ pub const MAX_ERRORS: u32 = 16;
 /// After this many command lines without BEGIN the peer is disconnected.
 pub const MAX_COMMANDS: u32 = 128;
 
+mod snapshot;
+pub use snapshot::SaslSnapshot;
+
 /// Bytes of randomness in a DBUS_COOKIE_SHA1 server challenge.
 const CHALLENGE_BYTES: usize = 16;
 

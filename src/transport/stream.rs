@@ -18,7 +18,8 @@ pub enum Stream {
 }
 
 /// Credentials of the process at the other end.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct PeerCreds {
     /// uid
     pub uid: Option<u32>,

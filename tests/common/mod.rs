@@ -154,6 +154,17 @@ impl Bus {
         Bus::start_full(None, None, None, extra, None, false, env)
     }
 
+    /// The daemon `daemon` (not [`daemon_path`]) with `extra` in the
+    /// `<busconfig>`, extra environment variables, and its stderr going to
+    /// [`Bus::stderr_log`] (the re-exec tests start a copy of busbar).
+    pub fn start_daemon_logging_env(
+        daemon: &str,
+        extra: &str,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Bus {
+        Bus::start_full(Some(daemon), None, None, extra, None, true, env)
+    }
+
     fn start_inner(
         listen: Option<&str>,
         extra: &str,

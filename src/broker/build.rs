@@ -4,7 +4,7 @@
 use crate::wire::header::{field, flags, msg_type, HeaderBuilder};
 use crate::wire::Endian;
 
-use crate::broker::bus::DBUS_NAME;
+use super::bus::DBUS_NAME;
 
 /// A little-endian, NO_REPLY_EXPECTED header of type `t`.
 fn start(t: u8, body: &[u8], serial: u32) -> HeaderBuilder {
