@@ -24,8 +24,9 @@ mod handoff;
 
 const SIGNAL_TOKEN: Token = Token(usize::MAX - 1);
 const INOTIFY_TOKEN: Token = Token(usize::MAX - 2);
-/// The DBUS_COOKIE_SHA1 keyring worker answered a handshake.
-const KEYRING_TOKEN: Token = Token(usize::MAX - 3);
+/// A worker thread answered: the DBUS_COOKIE_SHA1 keyring worker, or the
+/// user database worker (mio allows one waker per poll; they share it).
+const WORKER_TOKEN: Token = Token(usize::MAX - 3);
 /// /run/systemd/users or /run/console changed (at_console).
 const CONSOLE_TOKEN: Token = Token(usize::MAX - 4);
 const LISTENER_BASE: usize = usize::MAX - 4096;
@@ -381,9 +382,15 @@ impl Loop {
                 Interest::READABLE,
             )
             .map_err(|e| e.to_string())?;
-        let waker = mio::Waker::new(poll.registry(), KEYRING_TOKEN)
-            .map_err(|e| format!("Failed to create a waker: {e}"))?;
+        let waker = std::sync::Arc::new(
+            mio::Waker::new(poll.registry(), WORKER_TOKEN)
+                .map_err(|e| format!("Failed to create a waker: {e}"))?,
+        );
+        let w = waker.clone();
         crate::transport::keyring_worker::set_notify(Box::new(move || {
+            let _ = w.wake();
+        }));
+        crate::userdb::worker::set_notify(Box::new(move || {
             let _ = waker.wake();
         }));
         for (i, b) in listeners.iter_mut().enumerate() {
@@ -513,11 +520,16 @@ impl Loop {
                     if self.handle_signals(bus) {
                         return Ok(());
                     }
-                } else if t == KEYRING_TOKEN {
+                } else if t == WORKER_TOKEN {
                     // Handshakes waiting for the keyring go on now (SASL
-                    // may have an answer to send with nothing buffered);
-                    // whatever is left buffered gets the next turn.
-                    for id in bus.keyring_waiters() {
+                    // may have an answer to send with nothing buffered),
+                    // and so do connections admitted once the user
+                    // database answered; whatever is left buffered (or in
+                    // the socket, which they were not read from meanwhile)
+                    // gets the next turn.
+                    let mut woken = bus.keyring_waiters();
+                    woken.extend(bus.userdb_answered());
+                    for id in woken {
                         bus.process_input(id, MSGS_PER_TURN);
                         self.ready.schedule(id, Self::class_of(bus, id));
                     }
@@ -716,6 +728,12 @@ impl Loop {
             };
             if p.closing {
                 return TurnEnd::Gone;
+            }
+            if bus.userdb.is_waiting(id) {
+                // Not read from until the user database answers; the
+                // answer schedules a turn (the socket, edge-triggered,
+                // would not).
+                return TurnEnd::Drained;
             }
             if msgs == 0 || bytes == 0 {
                 return TurnEnd::Exhausted;

@@ -61,19 +61,27 @@ impl Bus {
         id
     }
 
+    /// Whether the policy has at_console rules (either answer selects an
+    /// empty set of rules when it has none).
+    fn has_console_rules(&self) -> bool {
+        let rules = self.config.policy.rules();
+        !(rules.at_console.is_empty() && rules.not_at_console.is_empty())
+    }
+
     /// Whether `uid` is logged in at a local console, as dbus-daemon
     /// decides it on Linux (/run/console/USER, or a seat in
     /// systemd-logind), answered from the state the console watch keeps.
-    /// Only asked when the policy has at_console rules.
+    /// Only asked when the policy has at_console rules. The user's name
+    /// comes from whatever answer the cache has (a connection being
+    /// admitted waited for a fresh one first, see [`Bus::finish_auth`]).
     pub fn at_console(&mut self, uid: Option<u32>) -> bool {
         let Some(uid) = uid else { return false };
-        let rules = self.config.policy.rules();
-        if rules.at_console.is_empty() && rules.not_at_console.is_empty() {
-            // Either answer selects an empty set of rules.
+        if !self.has_console_rules() {
             return false;
         }
         let db = &mut self.userdb;
-        self.console.at_console(uid, || db.get(uid).name.clone())
+        self.console
+            .at_console(uid, || db.known(uid).and_then(|i| i.name.clone()))
     }
 
     /// Recomputes the policy that applies to connection `id`.
@@ -101,21 +109,27 @@ impl Bus {
     }
 
     /// Whether the connect rules (`<allow user=..>`, `<deny group=..>`)
-    /// let `uid` in. The user database's groups are looked up (through the
-    /// cache) only when a group rule is there to look at them.
-    fn allows_user(&mut self, uid: u32) -> bool {
+    /// look at groups: only then are the user database's groups needed.
+    fn connect_rules_need_groups(&self) -> bool {
         let rules = self.config.policy.rules();
-        let needs_groups = rules
+        rules
             .default
             .iter()
             .chain(&rules.mandatory)
-            .any(|r| matches!(r, policy::rules::Rule::Group { .. }));
-        let gids = if needs_groups {
-            self.userdb.groups_with(uid, None)
-        } else {
-            Vec::new()
-        };
-        self.config.policy.allows_user(uid, &gids)
+            .any(|r| matches!(r, policy::rules::Rule::Group { .. }))
+    }
+
+    /// The user database answered: finishes admitting the connections that
+    /// waited for it and returns them, for the loop to give each a turn
+    /// (what they sent meanwhile is still buffered or in the socket).
+    pub fn userdb_answered(&mut self) -> Vec<u64> {
+        let mut ready = Vec::new();
+        for id in self.userdb.take_answered() {
+            if self.peers.get(&id).is_some_and(|p| !p.closing) && self.finish_auth(id) {
+                ready.push(id);
+            }
+        }
+        ready
     }
 
     /// Processes what is buffered for connection `id`: SASL lines, then at
@@ -127,7 +141,7 @@ impl Bus {
             let Some(p) = self.peers.get_mut(&id) else {
                 return 0;
             };
-            if p.closing {
+            if p.closing || self.userdb.is_waiting(id) {
                 return 0;
             }
             if let PeerState::Authenticating(sasl) = &mut p.state {
@@ -168,26 +182,58 @@ impl Bus {
         p.state = PeerState::WaitingHello;
         p.auth_uid = uid;
         p.unix_fd = unix_fd && p.stream.can_pass_fds();
+        self.finish_auth(id);
+    }
+
+    /// Decides whether the authenticated connection `id` may stay, and its
+    /// policy. What this needs from the user database comes from the cache;
+    /// on a miss the worker is asked, the connection waits (it is not read
+    /// from, see [`Bus::process_input`]) and this returns false, to run
+    /// again from the start when [`Bus::userdb_answered`] hands it back. The
+    /// auth timeout still runs meanwhile, so a stuck user database costs
+    /// only the connections that wait for it. True when decided.
+    fn finish_auth(&mut self, id: u64) -> bool {
+        let Some(p) = self.peers.get(&id) else {
+            return true;
+        };
+        let uid = p.auth_uid;
         // Groups for the policy and GetConnectionCredentials come from the
         // socket (SO_PEERGROUPS plus the peer's gid), as in dbus-daemon
         // 1.14; whether a user may connect at all is decided from the user
         // database.
         let same_process_user = uid.is_some() && p.creds.uid == uid;
-        p.gids = match (uid, p.stream.peer_groups()) {
-            (Some(_), Some(mut g)) if same_process_user => {
-                g.extend(p.creds.gid);
+        let socket_gid = p.creds.gid.filter(|_| same_process_user);
+        let socket_groups = if same_process_user {
+            p.stream.peer_groups()
+        } else {
+            None
+        };
+        let gids = match (uid, socket_groups) {
+            (Some(_), Some(mut g)) => {
+                g.extend(socket_gid);
                 g.sort_unstable();
                 g.dedup();
                 g
             }
             // No SO_PEERGROUPS (an old kernel), or a uid other than the
             // socket's: the user database says, through the cache.
-            (Some(u), _) => {
-                let extra = p.creds.gid.filter(|_| same_process_user);
-                self.userdb.groups_with(u, extra)
-            }
+            (Some(u), None) => match self.userdb.fresh_groups(u, socket_gid) {
+                Some(g) => g,
+                None => {
+                    self.userdb.wait_for(id, u);
+                    return false;
+                }
+            },
             (None, _) => Vec::new(),
         };
+        if let Some(u) = uid {
+            let needs_groups = self.connect_rules_need_groups();
+            let needs_name = self.has_console_rules() && self.console.names_matter();
+            if (needs_groups || needs_name) && self.userdb.fresh(u).is_none() {
+                self.userdb.wait_for(id, u);
+                return false;
+            }
+        }
         let allowed = match uid {
             Some(u) => self.allows_user(u),
             None => self.config.allow_anonymous,
@@ -203,9 +249,28 @@ impl Bus {
                 ),
             );
             self.close(id);
-            return;
+            return true;
+        }
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.gids = gids;
         }
         self.refresh_policy(id);
+        true
+    }
+
+    /// Whether the connect rules let `uid` in. The groups come from the
+    /// cache, which [`Bus::finish_auth`] made sure holds a fresh answer
+    /// when the rules look at groups.
+    fn allows_user(&mut self, uid: u32) -> bool {
+        let gids = if self.connect_rules_need_groups() {
+            self.userdb
+                .known(uid)
+                .map(|i| i.gids.to_vec())
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        self.config.policy.allows_user(uid, &gids)
     }
 
     /// Splits buffered bytes into messages, validates and routes them. A
@@ -371,6 +436,7 @@ impl Bus {
     /// get NoReply).
     pub fn remove_peer(&mut self, id: u64) -> Option<Peer> {
         self.disarm_deadlines(id);
+        self.userdb.forget(id);
         let p = self.peers.get_mut(&id)?;
         p.closing = true;
         let was_incomplete = p.unique_name.is_none();

@@ -65,6 +65,12 @@ impl Console {
         }
     }
 
+    /// Whether the user's name can change the answer (the console
+    /// directory is not empty).
+    pub fn names_matter(&self) -> bool {
+        !self.console_names.is_empty()
+    }
+
     /// Whether `uid` is at a console; `name` is asked for the user's login
     /// name only when the console directory is not empty.
     pub fn at_console(&self, uid: u32, name: impl FnOnce() -> Option<std::rc::Rc<str>>) -> bool {
