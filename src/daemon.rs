@@ -729,7 +729,7 @@ impl Loop {
             if p.closing {
                 return TurnEnd::Gone;
             }
-            if bus.userdb.is_waiting(id) {
+            if bus.awaits_userdb(id) {
                 // Not read from until the user database answers; the
                 // answer schedules a turn (the socket, edge-triggered,
                 // would not).

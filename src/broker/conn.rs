@@ -119,6 +119,12 @@ impl Bus {
             .any(|r| matches!(r, policy::rules::Rule::Group { .. }))
     }
 
+    /// Whether connection `id` waits for the user database (it is not
+    /// read from until the answer comes).
+    pub fn awaits_userdb(&self, id: u64) -> bool {
+        self.userdb.is_waiting(id)
+    }
+
     /// The user database answered: finishes admitting the connections that
     /// waited for it and returns them, for the loop to give each a turn
     /// (what they sent meanwhile is still buffered or in the socket).

@@ -346,6 +346,9 @@ impl Bus {
             if p.closing {
                 return Err(format!("connection {id} is being closed"));
             }
+            if self.userdb.is_waiting(id) {
+                return Err(format!("connection {id} waits for the user database"));
+            }
             let (state, sasl) = match &p.state {
                 PeerState::Authenticating(s) => (ConnState::Authenticating, Some(s.snapshot()?)),
                 PeerState::WaitingHello => (ConnState::WaitingHello, None),
