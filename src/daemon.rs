@@ -26,6 +26,8 @@ const INOTIFY_TOKEN: Token = Token(usize::MAX - 2);
 const KEYRING_TOKEN: Token = Token(usize::MAX - 3);
 /// /run/systemd/users or /run/console changed (at_console).
 const CONSOLE_TOKEN: Token = Token(usize::MAX - 4);
+/// The SELinux AVC's netlink socket (policy loads, enforcing changes).
+const AVC_TOKEN: Token = Token(usize::MAX - 5);
 const LISTENER_BASE: usize = usize::MAX - 4096;
 
 /// Size of one read from a socket.
@@ -81,10 +83,13 @@ fn drop_privileges(user: &str) -> Result<(), String> {
     if u.uid.is_root() {
         return Ok(());
     }
-    setgroups(&[u.gid]).map_err(|e| format!("Failed to drop supplementary groups: {e}"))?;
-    setgid(u.gid).map_err(|e| format!("Failed to set GID to {}: {e}", u.gid))?;
-    setuid(u.uid).map_err(|e| format!("Failed to set UID to {}: {e}", u.uid))?;
-    Ok(())
+    // As dbus-daemon built with libaudit: CAP_AUDIT_WRITE survives.
+    crate::mac::audit::change_ids_keeping_audit(|| {
+        setgroups(&[u.gid]).map_err(|e| format!("Failed to drop supplementary groups: {e}"))?;
+        setgid(u.gid).map_err(|e| format!("Failed to set GID to {}: {e}", u.gid))?;
+        setuid(u.uid).map_err(|e| format!("Failed to set UID to {}: {e}", u.uid))?;
+        Ok(())
+    })
 }
 
 /// Forks into the background. Returns in the child; the parent exits once
@@ -116,6 +121,7 @@ fn daemonize(keep_umask: bool) -> Result<OwnedFd, String> {
 
 /// Loads the configuration and exits with its errors, for `--check-config`.
 pub fn check_config(path: &std::path::Path) -> i32 {
+    let _ = crate::mac::prepare_config_loading();
     match policy::load_file(path) {
         Ok(cfg) => {
             // Plain writes whose failure is ignored: println! panics when
@@ -151,6 +157,7 @@ pub fn run(opts: Options) -> i32 {
 
 fn run_inner(opts: Options, mut prints: PrintFds) -> Result<(), String> {
     crate::notify::init();
+    crate::mac::prepare_config_loading()?;
     let choice = opts.config.clone().unwrap_or(ConfigChoice::Session);
     let cfg = crate::config::load(&choice)?;
     let syslog = match opts.syslog {
@@ -255,13 +262,23 @@ fn run_inner(opts: Options, mut prints: PrintFds) -> Result<(), String> {
         crate::log::stderr_replaced();
     }
 
+    // After the privileges are dropped, as dbus-daemon (the AVC keeps
+    // CAP_AUDIT_WRITE that way).
+    let mac = crate::mac::Mac::start(&cfg, syslog)?;
     let sasl = Rc::new(crate::config::sasl_config(&cfg, &guid));
     let mut bus = Bus::new(Rc::new(cfg), sasl, guid);
+    bus.mac = mac;
     bus.systemd_activation = opts.systemd_activation;
     bus.config_source = Some(choice);
     bus.address = address.clone();
     crate::activation::startup(&mut bus);
     let mut l = Loop::new(bound, pidfile)?;
+    if let Some(fd) = bus.mac.netlink_fd() {
+        l.poll
+            .registry()
+            .register(&mut SourceFd(&fd), AVC_TOKEN, Interest::READABLE)
+            .map_err(|e| format!("Failed to watch the AVC netlink socket: {e}"))?;
+    }
     l.watch_service_dirs(&bus);
     l.watch_console(&mut bus);
     crate::notify::notify("READY=1");
@@ -477,6 +494,8 @@ impl Loop {
                         bus.process_input(id, MSGS_PER_TURN);
                         self.ready.schedule(id, Self::class_of(bus, id));
                     }
+                } else if t == AVC_TOKEN {
+                    bus.mac.netlink_ready();
                 } else if t == CONSOLE_TOKEN {
                     if self.console.as_mut().is_some_and(|w| w.drain()) {
                         bus.console_changed();

@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod driver;
 pub mod guid;
 pub mod log;
+pub mod mac;
 pub mod notify;
 pub mod pidfile;
 pub mod printfd;

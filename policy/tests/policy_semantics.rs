@@ -12,6 +12,7 @@ fn opts() -> LoadOptions {
         xdg_data_dirs: None,
         home: Some("/home/u".into()),
         selinux_enabled: false,
+        selinux_policy_root: None,
         user_id: Box::new(|n| match n {
             "alice" => Some(1000),
             "bob" => Some(1001),

@@ -100,6 +100,8 @@ pub struct Bus {
     pub userdb: crate::userdb::UserDb,
     /// Who is at a console (kept current by the daemon's console watch).
     pub console: crate::userdb::Console,
+    /// Mandatory access control (SELinux, AppArmor); inactive by default.
+    pub mac: crate::mac::Mac,
 }
 
 /// 32 random hex digits.
@@ -145,6 +147,7 @@ impl Bus {
             completed: 0,
             userdb: crate::userdb::UserDb::default(),
             console: crate::userdb::Console::scan(),
+            mac: crate::mac::Mac::default(),
         }
     }
 

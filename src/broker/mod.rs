@@ -6,6 +6,7 @@ pub mod bus;
 pub mod conn;
 pub mod deadlines;
 pub mod idmap;
+pub mod mac;
 pub mod matchindex;
 pub mod matchrule;
 pub mod names;

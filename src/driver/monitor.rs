@@ -34,6 +34,9 @@ pub(super) fn become_monitor(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denie
         rule.eavesdrop = true;
         rules.push(rule);
     }
+    if bus.mac.active {
+        bus.mac_eavesdrop(c.sid)?;
+    }
     // Acknowledge first, then give up every name.
     reply(bus, c, "", &[]);
     let sid = c.sid;

@@ -126,6 +126,9 @@ pub(super) fn request_name(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied>
             ),
         ));
     }
+    if bus.mac.active {
+        bus.mac_acquire(c.sid, name)?;
+    }
     let allowed = bus
         .peers
         .get(&c.sid)
