@@ -264,7 +264,19 @@ fn run_inner(opts: Options, mut prints: PrintFds) -> Result<(), String> {
 
     // After the privileges are dropped, as dbus-daemon (the AVC keeps
     // CAP_AUDIT_WRITE that way).
-    let mac = crate::mac::Mac::start(&cfg, syslog)?;
+    let mac = match crate::mac::Mac::start(&cfg, syslog) {
+        Ok(m) => m,
+        Err(e) => {
+            // As dbus-daemon, which closes (and unlinks) its sockets when
+            // the LSM set-up fails.
+            for b in &bound {
+                if let Some(p) = &b.cleanup {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+            return Err(e);
+        }
+    };
     let sasl = Rc::new(crate::config::sasl_config(&cfg, &guid));
     let mut bus = Bus::new(Rc::new(cfg), sasl, guid);
     bus.mac = mac;
