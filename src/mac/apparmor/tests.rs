@@ -9,14 +9,17 @@ use std::cell::RefCell;
 
 use super::*;
 
+/// One scripted answer: mask, query bytes, outcome.
+type Answer = (u32, Vec<u8>, Result<(bool, bool), i32>);
+
 /// Answers from a table keyed by (mask, query bytes); records the queries.
 struct Script {
-    answers: Vec<(u32, Vec<u8>, Result<(bool, bool), i32>)>,
+    answers: Vec<Answer>,
     asked: RefCell<Vec<(u32, Vec<u8>)>>,
 }
 
 impl Script {
-    fn new(answers: Vec<(u32, Vec<u8>, Result<(bool, bool), i32>)>) -> Script {
+    fn new(answers: Vec<Answer>) -> Script {
         Script {
             answers,
             asked: RefCell::new(Vec::new()),
