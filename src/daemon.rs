@@ -29,6 +29,8 @@ const INOTIFY_TOKEN: Token = Token(usize::MAX - 2);
 const WORKER_TOKEN: Token = Token(usize::MAX - 3);
 /// /run/systemd/users or /run/console changed (at_console).
 const CONSOLE_TOKEN: Token = Token(usize::MAX - 4);
+/// The SELinux AVC's netlink socket (policy loads, enforcing changes).
+const AVC_TOKEN: Token = Token(usize::MAX - 5);
 const LISTENER_BASE: usize = usize::MAX - 4096;
 
 /// Size of one read from a socket.
@@ -96,10 +98,13 @@ fn drop_privileges(user: &str) -> Result<(), String> {
     if u.uid.is_root() {
         return Ok(());
     }
-    setgroups(&[u.gid]).map_err(|e| format!("Failed to drop supplementary groups: {e}"))?;
-    setgid(u.gid).map_err(|e| format!("Failed to set GID to {}: {e}", u.gid))?;
-    setuid(u.uid).map_err(|e| format!("Failed to set UID to {}: {e}", u.uid))?;
-    Ok(())
+    // As dbus-daemon built with libaudit: CAP_AUDIT_WRITE survives.
+    crate::mac::audit::change_ids_keeping_audit(|| {
+        setgroups(&[u.gid]).map_err(|e| format!("Failed to drop supplementary groups: {e}"))?;
+        setgid(u.gid).map_err(|e| format!("Failed to set GID to {}: {e}", u.gid))?;
+        setuid(u.uid).map_err(|e| format!("Failed to set UID to {}: {e}", u.uid))?;
+        Ok(())
+    })
 }
 
 /// Forks into the background. Returns in the child; the parent exits once
@@ -131,6 +136,7 @@ fn daemonize(keep_umask: bool) -> Result<OwnedFd, String> {
 
 /// Loads the configuration and exits with its errors, for `--check-config`.
 pub fn check_config(path: &std::path::Path) -> i32 {
+    let _ = crate::mac::prepare_config_loading();
     match policy::load_file(path) {
         Ok(cfg) => {
             // Plain writes whose failure is ignored: println! panics when
@@ -175,13 +181,18 @@ pub fn run(opts: Options) -> i32 {
     }
 }
 
-/// Where log lines go, from the options and the configuration.
-fn set_log_targets(opts: &Options, cfg: &policy::Config) {
-    let syslog = match opts.syslog {
+/// Whether lines go to syslog, from the options and the configuration.
+fn syslog_enabled(opts: &Options, cfg: &policy::Config) -> bool {
+    match opts.syslog {
         Override::Always => true,
         Override::Never => false,
         Override::Config => cfg.syslog,
-    };
+    }
+}
+
+/// Where log lines go, from the options and the configuration.
+fn set_log_targets(opts: &Options, cfg: &policy::Config) {
+    let syslog = syslog_enabled(opts, cfg);
     let mut targets = crate::log::TO_STDERR;
     if syslog {
         targets |= crate::log::TO_SYSLOG;
@@ -204,6 +215,7 @@ fn set_log_targets(opts: &Options, cfg: &policy::Config) {
 
 fn run_inner(opts: Options, mut prints: PrintFds) -> Result<(), String> {
     crate::notify::init();
+    crate::mac::prepare_config_loading()?;
     let choice = opts.config.clone().unwrap_or(ConfigChoice::Session);
     let cfg = crate::config::load(&choice)?;
     set_log_targets(&opts, &cfg);
@@ -296,8 +308,24 @@ fn run_inner(opts: Options, mut prints: PrintFds) -> Result<(), String> {
         crate::log::stderr_replaced();
     }
 
+    // After the privileges are dropped, as dbus-daemon (the AVC keeps
+    // CAP_AUDIT_WRITE that way).
+    let mac = match crate::mac::Mac::start(&cfg, syslog_enabled(&opts, &cfg)) {
+        Ok(m) => m,
+        Err(e) => {
+            // As dbus-daemon, which closes (and unlinks) its sockets when
+            // the LSM set-up fails.
+            for b in &bound {
+                if let Some(p) = &b.cleanup {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+            return Err(e);
+        }
+    };
     let sasl = Rc::new(crate::config::sasl_config(&cfg, &guid));
     let mut bus = Bus::new(Rc::new(cfg), sasl, guid);
+    bus.set_mac(mac);
     bus.set_start_info(opts.systemd_activation, address.clone());
     let wiring = Rc::new(crate::wiring::Wiring {
         config_source: choice,
@@ -306,6 +334,7 @@ fn run_inner(opts: Options, mut prints: PrintFds) -> Result<(), String> {
     bus.set_upcalls(wiring.clone());
     crate::activation::startup(&mut bus);
     let mut l = Loop::new(bound, pidfile, wiring)?;
+    l.watch_avc(&bus)?;
     l.watch_service_dirs(&bus);
     l.watch_console(&mut bus);
     crate::notify::notify("READY=1");
@@ -424,6 +453,18 @@ impl Loop {
         })
     }
 
+    /// Watches the SELinux AVC's netlink socket (policy reloads, enforcing
+    /// changes), when SELinux is active.
+    fn watch_avc(&mut self, bus: &Bus) -> Result<(), String> {
+        if let Some(fd) = bus.mac().netlink_fd() {
+            self.poll
+                .registry()
+                .register(&mut SourceFd(&fd), AVC_TOKEN, Interest::READABLE)
+                .map_err(|e| format!("Failed to watch the AVC netlink socket: {e}"))?;
+        }
+        Ok(())
+    }
+
     /// Watches the login state so at_console is answered from memory.
     fn watch_console(&mut self, bus: &mut Bus) {
         if let Some(w) = crate::userdb::ConsoleWatch::standard() {
@@ -533,6 +574,8 @@ impl Loop {
                         bus.process_input(id, MSGS_PER_TURN);
                         self.ready.schedule(id, Self::class_of(bus, id));
                     }
+                } else if t == AVC_TOKEN {
+                    bus.mac_mut().netlink_ready();
                 } else if t == CONSOLE_TOKEN {
                     if self.console.as_mut().is_some_and(|w| w.drain()) {
                         bus.console_changed();

@@ -12,6 +12,7 @@ pub mod driver;
 pub mod errtext;
 pub mod guid;
 pub mod log;
+pub mod mac;
 pub mod notify;
 pub mod pidfile;
 pub mod printfd;

@@ -68,7 +68,8 @@ fn fixture_decodes_and_restores() {
     let n = st.peers.len();
     let cfg = busbar::config::load(&busbar::cli::ConfigChoice::Session).unwrap();
     let sasl = Rc::new(busbar::config::sasl_config(&cfg, &guid));
-    let bus = Bus::restore(snap.bus, Rc::new(cfg), sasl).expect("the 1.0 fixture restores");
+    let bus = Bus::restore(snap.bus, Rc::new(cfg), sasl, Default::default())
+        .expect("the 1.0 fixture restores");
     assert_eq!(bus.n_peers(), n);
     assert_eq!(bus.guid(), guid);
     assert!(!bus.names().is_empty());
@@ -120,7 +121,10 @@ fn corrupt_states_are_refused() {
             let fds = s.bus.fds();
             let closed = |f: i32| nix::fcntl::fcntl(f, nix::fcntl::FcntlArg::F_GETFD).is_err();
             if !fds.is_empty() && fds.iter().all(|&f| closed(f)) {
-                assert!(Bus::restore(s.bus, cfg.clone(), sasl).is_err(), "byte {i}");
+                assert!(
+                    Bus::restore(s.bus, cfg.clone(), sasl, Default::default()).is_err(),
+                    "byte {i}"
+                );
             }
         }
     }

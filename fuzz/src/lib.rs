@@ -457,6 +457,7 @@ fn load_options() -> policy::LoadOptions {
         xdg_data_dirs: Some("/nonexistent/usr/share".into()),
         home: Some("/nonexistent/home".into()),
         selinux_enabled: false,
+        selinux_policy_root: None,
         user_id: Box::new(id),
         group_id: Box::new(id),
     }

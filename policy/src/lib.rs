@@ -26,7 +26,7 @@ pub use limits::{Limits, NEVER};
 pub use policy::{ConnectionPolicy, Policy, PolicyRules};
 pub use service::{load_service_file, parse_service_file, ServiceError, ServiceFile};
 pub use shell::{split_exec, ShellError};
-pub use sys::{process_uid, standard_system_servicedirs, LoadOptions, NameResolver};
+pub use sys::{process_uid, set_selinux, standard_system_servicedirs, LoadOptions, NameResolver};
 
 /// Our default session bus configuration (the equivalent of dbus-daemon's
 /// stock session.conf). Load it with [`load_str`] and a path such as

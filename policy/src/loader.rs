@@ -222,10 +222,16 @@ impl<'o> Loader<'o> {
                 if *if_selinux && !self.opts.selinux_enabled {
                     return Ok(());
                 }
-                if *root_relative {
-                    return fail("Could not determine SELinux policy root for relative inclusion");
-                }
                 let ignore = *ignore_missing;
+                if *root_relative {
+                    // dbus-daemon: relative to libselinux's policy root.
+                    let Some(root) = self.opts.selinux_policy_root.clone() else {
+                        return fail(
+                            "Could not determine SELinux policy root for relative inclusion",
+                        );
+                    };
+                    return self.include_file(acc, &root.join(text), ignore);
+                }
                 self.include_file(acc, &base.join(text), ignore)
             }
             Kind::Servicehelper => {

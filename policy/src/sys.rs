@@ -20,6 +20,9 @@ pub struct LoadOptions {
     pub home: Option<PathBuf>,
     /// Whether SELinux is enabled (`<include if_selinux_enabled="yes">`).
     pub selinux_enabled: bool,
+    /// libselinux's policy root (`<include selinux_root_relative="yes">`);
+    /// None: such an include fails, as in a dbus-daemon without it.
+    pub selinux_policy_root: Option<PathBuf>,
     /// User name → uid (numbers are accepted before this is asked).
     pub user_id: NameResolver,
     /// Group name → gid (numbers are accepted before this is asked).
@@ -34,6 +37,7 @@ impl std::fmt::Debug for LoadOptions {
             .field("xdg_data_dirs", &self.xdg_data_dirs)
             .field("home", &self.home)
             .field("selinux_enabled", &self.selinux_enabled)
+            .field("selinux_policy_root", &self.selinux_policy_root)
             .finish_non_exhaustive()
     }
 }
@@ -48,9 +52,19 @@ fn env_path(name: &str) -> Option<PathBuf> {
     std::env::var_os(name).map(PathBuf::from)
 }
 
+/// The SELinux state the daemon found (see [`set_selinux`]).
+static SELINUX: std::sync::OnceLock<(bool, Option<PathBuf>)> = std::sync::OnceLock::new();
+
+/// Records, once per process, whether SELinux is enabled and libselinux's
+/// policy root, for every later [`LoadOptions::from_env`] (the daemon asks
+/// libselinux; this crate stays free of it).
+pub fn set_selinux(enabled: bool, policy_root: Option<PathBuf>) {
+    let _ = SELINUX.set((enabled, policy_root));
+}
+
 impl LoadOptions {
     /// Options from the process environment, /etc/passwd and /etc/group;
-    /// SELinux is treated as disabled.
+    /// SELinux as [`set_selinux`] recorded it (disabled if it never ran).
     pub fn from_env() -> Self {
         let home = process_uid()
             .and_then(|uid| passwd_field_by_uid(uid, 5))
@@ -61,7 +75,8 @@ impl LoadOptions {
             xdg_data_home: env_path("XDG_DATA_HOME"),
             xdg_data_dirs: std::env::var("XDG_DATA_DIRS").ok(),
             home,
-            selinux_enabled: false,
+            selinux_enabled: SELINUX.get().is_some_and(|s| s.0),
+            selinux_policy_root: SELINUX.get().and_then(|s| s.1.clone()),
             user_id: Box::new(|n| db_lookup("/etc/passwd", n)),
             group_id: Box::new(|n| db_lookup("/etc/group", n)),
         }
@@ -158,6 +173,7 @@ mod tests {
             xdg_data_dirs: None,
             home: Some("/home/u".into()),
             selinux_enabled: false,
+            selinux_policy_root: None,
             user_id: Box::new(|_| None),
             group_id: Box::new(|_| None),
         };

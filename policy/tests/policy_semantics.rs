@@ -12,6 +12,7 @@ fn opts() -> LoadOptions {
         xdg_data_dirs: None,
         home: Some("/home/u".into()),
         selinux_enabled: false,
+        selinux_policy_root: None,
         user_id: Box::new(|n| match n {
             "alice" => Some(1000),
             "bob" => Some(1001),
@@ -545,4 +546,39 @@ fn needs_names_only_when_a_rule_looks_at_them() {
         .policy
         .for_connection(Some(1001), &[], false)
         .receive_needs_names());
+}
+
+/// `<include if_selinux_enabled="yes" selinux_root_relative="yes">` as in
+/// Debian's system.conf: skipped without SELinux; with it, read relative to
+/// libselinux's policy root (its dbus_contexts `<associate>`s apply); an
+/// error when there is no policy root.
+#[test]
+fn selinux_root_relative_include() {
+    let root = std::env::temp_dir().join(format!("busbar-selinux-root-{}", std::process::id()));
+    std::fs::create_dir_all(root.join("contexts")).unwrap();
+    std::fs::write(
+        root.join("contexts/dbus_contexts"),
+        "<busconfig><selinux><associate own=\"org.x\" context=\"system_u:object_r:x_t:s0\"/></selinux></busconfig>",
+    )
+    .unwrap();
+    let text = "<busconfig><listen>unix:path=/x</listen><include if_selinux_enabled=\"yes\" selinux_root_relative=\"yes\">contexts/dbus_contexts</include></busconfig>";
+    let path = Path::new("/nonexistent/test.conf");
+    let off = policy::load_str_with(text, path, &opts()).unwrap();
+    assert!(off.selinux_associations.is_empty());
+    let mut on = opts();
+    on.selinux_enabled = true;
+    on.selinux_policy_root = Some(root.clone());
+    let cfg = policy::load_str_with(text, path, &on).unwrap();
+    assert_eq!(
+        cfg.selinux_associations.get("org.x").map(String::as_str),
+        Some("system_u:object_r:x_t:s0")
+    );
+    on.selinux_policy_root = None;
+    let e = policy::load_str_with(text, path, &on).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("Could not determine SELinux policy root for relative inclusion"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&root);
 }

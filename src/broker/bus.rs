@@ -98,6 +98,8 @@ pub struct Bus {
     pub(super) console: crate::userdb::Console,
     /// The layers above, as the daemon wired them.
     pub(super) upcalls: Rc<dyn super::upcalls::Upcalls>,
+    /// Mandatory access control (SELinux, AppArmor); inactive by default.
+    pub(super) mac: crate::mac::Mac,
 }
 
 /// 32 random hex digits.
@@ -140,6 +142,7 @@ impl Bus {
             userdb: crate::userdb::UserDb::default(),
             console: crate::userdb::Console::scan(),
             upcalls: Rc::new(super::upcalls::Unwired),
+            mac: crate::mac::Mac::default(),
         }
     }
 

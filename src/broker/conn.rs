@@ -23,6 +23,12 @@ impl Bus {
             .users
             .account(creds.uid.unwrap_or(super::quota::NO_UID));
         let sasl = SaslServer::new(self.sasl.clone(), creds.uid);
+        // A peer a security module cannot label is dropped, as by
+        // dbus-daemon's connection set-up.
+        let (mac, refused) = match self.mac.peer(stream.peer_security_label()) {
+            Ok(m) => (m, false),
+            Err(_) => (None, true),
+        };
         let peer = Peer {
             id,
             stream,
@@ -54,8 +60,12 @@ impl Bus {
             ),
             account,
             quota_pause: None,
+            mac,
         };
         self.peers.insert(id, peer);
+        if refused {
+            self.to_close.push(id);
+        }
         self.arm_auth_deadline(id);
         self.incomplete += 1;
         id

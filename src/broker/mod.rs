@@ -9,6 +9,7 @@ pub mod conn;
 pub mod deadlines;
 pub mod errors;
 pub mod idmap;
+pub mod mac;
 pub mod matchindex;
 pub mod matchrule;
 pub mod names;

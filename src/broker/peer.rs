@@ -388,6 +388,9 @@ pub struct Peer {
     /// user is over its share: reading waits until then, or until the
     /// user's queued messages drain below the share.
     pub quota_pause: Option<Instant>,
+    /// Security labels (SO_PEERSEC and what the security modules made of
+    /// it); None without a label.
+    pub mac: Option<Box<crate::mac::PeerMac>>,
 }
 
 impl Drop for Peer {

@@ -95,7 +95,7 @@ impl Bus {
 
     /// dbus-daemon's "complain_about_message" text.
     #[allow(clippy::too_many_arguments)]
-    fn complaint(
+    pub(super) fn complaint(
         &self,
         name: &'static str,
         what: &str,
@@ -150,6 +150,17 @@ impl Bus {
         let mut requested_reply = false;
         if let Some(s) = sender {
             let active = self.peers.get(&s).is_some_and(|p| p.is_active());
+            if active {
+                if let (Some(rs), Some(p)) = (h.reply_serial, proposed) {
+                    if !not_addressee {
+                        requested_reply = self.replies.take(p, s, rs);
+                    }
+                }
+            }
+            if self.mac.active {
+                let activation = proposed.is_none() && activation_name.is_some();
+                self.mac_send(s, proposed, v, requested_reply, activation)?;
+            }
             if !active {
                 let is_hello = proposed.is_none()
                     && h.msg_type == msg_type::METHOD_CALL
@@ -164,11 +175,6 @@ impl Bus {
                         "Client tried to send a message other than Hello without being registered"
                             .into(),
                 });
-            }
-            if let (Some(rs), Some(p)) = (h.reply_serial, proposed) {
-                if !not_addressee {
-                    requested_reply = self.replies.take(p, s, rs);
-                }
             }
         } else if !not_addressee && h.reply_serial.is_some() {
             requested_reply = true;

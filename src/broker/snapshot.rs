@@ -472,10 +472,12 @@ impl Bus {
         st: BusState,
         config: Rc<policy::Config>,
         sasl: Rc<crate::transport::sasl::SaslConfig>,
+        mac: crate::mac::Mac,
     ) -> Result<Bus, String> {
         check(&st)?;
         let now = Instant::now();
         let mut bus = Bus::new(config, sasl, st.guid.clone());
+        bus.mac = mac;
         bus.id = st.id;
         bus.next_unique = st.next_unique;
         bus.next_id = st.next_id;
@@ -536,8 +538,13 @@ impl Bus {
                 .users
                 .account(ps.creds.uid.unwrap_or(super::quota::NO_UID));
             let unique_name: Option<Rc<str>> = ps.unique_name.as_deref().map(Rc::from);
+            // The label is the socket's (SO_PEERSEC), read again; a peer
+            // the modules cannot label now keeps no label, as it was
+            // admitted already.
+            let mac = bus.mac.peer(stream.peer_security_label()).unwrap_or(None);
             let peer = Peer {
                 id: ps.id,
+                mac,
                 stream,
                 creds: ps.creds,
                 auth_uid: ps.auth_uid,

@@ -46,8 +46,13 @@ impl Loop {
         if let Err(e) = crate::reexec::preflight(&origin.path) {
             return e;
         }
-        if let Err(e) = crate::config::load(&self.wiring.config_source) {
-            return format!("the configuration does not load: {e}");
+        match crate::config::load(&self.wiring.config_source) {
+            Err(e) => return format!("the configuration does not load: {e}"),
+            Ok(cfg) => {
+                if let Err(e) = crate::mac::check_startable(&cfg) {
+                    return format!("the configuration's security modules cannot start: {e}");
+                }
+            }
         }
         let state = match bus.snapshot() {
             Ok(s) => s,
@@ -129,9 +134,19 @@ pub(super) fn run_restored(opts: Options, fd: i32) -> Result<(), String> {
     let choice = opts.config.clone().unwrap_or(ConfigChoice::Session);
     let bytes = crate::statefile::read_fd(fd)?;
     let snap = crate::statefile::decode(&bytes)?;
+    crate::mac::prepare_config_loading()?;
     let cfg = crate::config::load(&choice)?;
     set_log_targets(&opts, &cfg);
     raise_fd_limit();
+    // The pre-flight checked that they can start; should they fail anyway,
+    // the connections are kept, without mediation, and the log says so.
+    let mac =
+        crate::mac::Mac::start(&cfg, super::syslog_enabled(&opts, &cfg)).unwrap_or_else(|e| {
+            crate::log::warning(&format!(
+                "Security modules failed to start after the re-exec ({e}); running without them"
+            ));
+            crate::mac::Mac::default()
+        });
     let bus_fds = snap.bus.fds();
     let mut bound = Vec::with_capacity(snap.listeners.len());
     let mut seen = std::collections::HashSet::new();
@@ -166,7 +181,7 @@ pub(super) fn run_restored(opts: Options, fd: i32) -> Result<(), String> {
         });
     }
     let sasl = Rc::new(crate::config::sasl_config(&cfg, &snap.bus.guid));
-    let mut bus = Bus::restore(snap.bus, Rc::new(cfg), sasl)?;
+    let mut bus = Bus::restore(snap.bus, Rc::new(cfg), sasl, mac)?;
     let wiring = Rc::new(crate::wiring::Wiring {
         config_source: choice,
         reexec_requests: Default::default(),
@@ -178,6 +193,7 @@ pub(super) fn run_restored(opts: Options, fd: i32) -> Result<(), String> {
     crate::activation::startup(&mut bus);
     bus.activation_mut().env = env;
     let mut l = Loop::new(bound, snap.pidfile, wiring)?;
+    l.watch_avc(&bus)?;
     l.adopt(&mut bus);
     l.watch_service_dirs(&bus);
     l.watch_console(&mut bus);

@@ -10,6 +10,8 @@ struct Creds {
     uid: Option<u32>,
     pid: Option<u32>,
     gids: Vec<u32>,
+    /// SO_PEERSEC (LinuxSecurityLabel).
+    label: Option<Vec<u8>>,
 }
 
 fn creds_of(bus: &Bus, name: &str, what: &str) -> Result<Creds, Denied> {
@@ -19,6 +21,7 @@ fn creds_of(bus: &Bus, name: &str, what: &str) -> Result<Creds, Denied> {
             pid: Some(std::process::id()),
             // dbus-daemon reports only its uid and pid for itself.
             gids: Vec::new(),
+            label: None,
         });
     }
     let Some(p) = bus.lookup(name).and_then(|id| bus.peer(id)) else {
@@ -31,6 +34,11 @@ fn creds_of(bus: &Bus, name: &str, what: &str) -> Result<Creds, Denied> {
         uid: p.creds.uid,
         pid: p.creds.pid,
         gids: p.gids.clone(),
+        label: p
+            .mac
+            .as_ref()
+            .and_then(|m| m.label.as_ref())
+            .map(|l| l.to_vec()),
     })
 }
 
@@ -91,6 +99,18 @@ pub(super) fn get_connection_credentials(bus: &mut Bus, c: &Call<'_>) -> Result<
         w.variant("u");
         w.u32(pid);
     }
+    if let Some(label) = &creds.label {
+        // As dbus-daemon: a bytestring with its trailing NUL (GVariant's
+        // convention for strings of unknown encoding).
+        w.begin_struct();
+        w.string("LinuxSecurityLabel");
+        w.variant("ay");
+        let l = w.begin_array(1);
+        for b in label.iter().chain(&[0]) {
+            w.u8(*b);
+        }
+        w.end_array(l);
+    }
     w.end_array(a);
     Ok(Reply::Body("a{sv}", w.into_bytes()))
 }
@@ -107,6 +127,24 @@ pub(super) fn get_adt_audit_session_data(bus: &mut Bus, c: &Call<'_>) -> Result<
 pub(super) fn get_selinux_context(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
     let name = c.args().string().map_err(bad_args)?;
     creds_of(bus, name, "security context")?;
+    let who = if name == DBUS_NAME {
+        None
+    } else {
+        let id = bus.lookup(name);
+        Some(
+            id.and_then(|id| bus.peer(id))
+                .and_then(|p| p.mac.as_deref()),
+        )
+    };
+    if let Some(context) = bus.mac().selinux_context(who) {
+        let mut w = Writer::new();
+        let a = w.begin_array(1);
+        for b in context {
+            w.u8(b);
+        }
+        w.end_array(a);
+        return Ok(Reply::Body("ay", w.into_bytes()));
+    }
     Err(denied(
         errors::SELINUX_CONTEXT_UNKNOWN,
         format!("Could not determine security context for '{name}'"),

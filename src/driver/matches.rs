@@ -23,6 +23,9 @@ pub(super) fn add_match(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
         // Eavesdropping is for the bus's own user and root (dbus-daemon 1.14).
         if rule.eavesdrop {
             super::check_privileged(bus, c)?;
+            if bus.mac().active {
+                bus.mac_eavesdrop(c.sid)?;
+            }
         }
         Some(rule)
     };

@@ -32,6 +32,9 @@ pub(super) fn become_monitor(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denie
         rule.eavesdrop = true;
         rules.push(rule);
     }
+    if bus.mac().active {
+        bus.mac_eavesdrop(c.sid)?;
+    }
     // Acknowledge first, then give up every name.
     reply(bus, c, "", &[]);
     bus.become_monitor(c.sid, rules);

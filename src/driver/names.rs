@@ -78,6 +78,9 @@ pub(super) fn request_name(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied>
             ),
         ));
     }
+    if bus.mac().active {
+        bus.mac_acquire(c.sid, name)?;
+    }
     let allowed = bus.peer(c.sid).is_some_and(|p| p.policy.can_own(name));
     if !allowed {
         return Err(denied(

@@ -61,6 +61,45 @@ impl Stream {
         }
     }
 
+    /// The peer's security label (SO_PEERSEC) up to its first NUL, as
+    /// libdbus reads it for LinuxSecurityLabel; None where the kernel has
+    /// no security module that labels sockets (ENOPROTOOPT) or for TCP.
+    pub fn peer_security_label(&self) -> Option<Vec<u8>> {
+        let Stream::Unix(s) = self else { return None };
+        let fd = s.as_raw_fd();
+        let mut buf = vec![0u8; 256];
+        loop {
+            let mut len = libc::socklen_t::try_from(buf.len()).ok()?;
+            // SAFETY: `buf` is a live allocation of exactly `len` writable
+            // bytes; getsockopt writes at most `len` bytes and stores the
+            // size used (or needed, with ERANGE) in `len`, a valid
+            // socklen_t. `fd` is an open socket owned by `self`.
+            let r = unsafe {
+                libc::getsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_PEERSEC,
+                    buf.as_mut_ptr().cast(),
+                    &mut len,
+                )
+            };
+            if r == 0 {
+                buf.truncate((len as usize).min(buf.len()));
+                if let Some(nul) = buf.iter().position(|&b| b == 0) {
+                    buf.truncate(nul);
+                }
+                return (!buf.is_empty()).then_some(buf);
+            }
+            let err = io::Error::last_os_error();
+            let needed = len as usize;
+            if err.raw_os_error() == Some(libc::ERANGE) && needed > buf.len() && needed <= 65536 {
+                buf.resize(needed, 0);
+                continue;
+            }
+            return None;
+        }
+    }
+
     /// The peer's supplementary groups as the kernel saw them at connect
     /// time (SO_PEERGROUPS), as dbus-daemon 1.14 uses them.
     pub fn peer_groups(&self) -> Option<Vec<u32>> {
