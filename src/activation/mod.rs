@@ -11,7 +11,6 @@ mod watch;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::broker::bus::{Bus, DBUS_NAME, DBUS_PATH};
@@ -33,7 +32,7 @@ enum Held {
     /// An auto-started method call from a connection.
     Call {
         sender: u64,
-        inb: Rc<Inbound>,
+        inb: crate::broker::peer::Shared,
         out: OutMsg,
     },
     /// A message the bus itself sends (ActivationRequest, SetEnvironment).
@@ -169,7 +168,7 @@ pub fn update_environment(bus: &mut Bus, vars: Vec<(String, String)>) -> Result<
                     w.as_bytes(),
                 );
                 let out = OutMsg {
-                    head: Rc::new(bytes),
+                    head: crate::transport::pool::Pooled::new(bytes),
                     body: None,
                 };
                 capture_driver(bus, &out, None);
@@ -212,7 +211,7 @@ pub fn auto_start(
     bus: &mut Bus,
     sid: u64,
     name: &str,
-    inb: Rc<Inbound>,
+    inb: crate::broker::peer::Shared,
     out: OutMsg,
 ) -> Result<(), Denied> {
     activate(
@@ -395,7 +394,7 @@ fn request_from_systemd(bus: &mut Bus, unit: &str) -> Result<(), Denied> {
         w.as_bytes(),
     );
     let out = OutMsg {
-        head: Rc::new(bytes),
+        head: crate::transport::pool::Pooled::new(bytes),
         body: None,
     };
     let systemd = bus.lookup(SYSTEMD_NAME);
