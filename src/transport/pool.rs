@@ -20,7 +20,7 @@ use std::thread::LocalKey;
 /// A type whose values can be kept for reuse.
 pub trait Recycle: Default + 'static {
     /// Free slots kept per thread.
-    const KEEP: usize = 1024;
+    const KEEP: usize = 256;
     /// Clears the value for its next use, releasing whatever it must not
     /// keep (fds, charges, references to other buffers); it may keep its own
     /// capacity.

@@ -80,14 +80,14 @@ impl Chunk {
     }
 }
 
-// SAFETY-relevant: a Chunk moves between threads never (Pooled is !Send).
+// Chunks never move between threads (Pooled is !Send).
 thread_local! {
     static CHUNKS: FreeList<Chunk> = FreeList::default();
 }
 
 impl Recycle for Chunk {
-    /// A few chunks are kept; idle connections hold none.
-    const KEEP: usize = 32;
+    /// A few chunks are kept (512 KiB); idle connections hold none.
+    const KEEP: usize = 8;
     fn recycle(&mut self) {
         self.frozen.set(0);
     }
