@@ -33,8 +33,6 @@ const CONSOLE_TOKEN: Token = Token(usize::MAX - 4);
 const AVC_TOKEN: Token = Token(usize::MAX - 5);
 const LISTENER_BASE: usize = usize::MAX - 4096;
 
-/// Size of one read from a socket.
-const READ_CHUNK: usize = 64 * 1024;
 /// Bytes read in one round, shared among the round's connections: this is
 /// what bounds how long a newly ready connection waits for its turn.
 const BYTES_PER_ROUND: usize = 128 * 1024;
@@ -353,7 +351,9 @@ struct Loop {
     listeners: Vec<Bound>,
     signals: SignalFd,
     pidfile: Option<PathBuf>,
-    scratch: Vec<u8>,
+    /// The list of peers to flush, swapped with `Bus::dirty` (kept to
+    /// reuse its allocation).
+    dirty: Vec<u64>,
     dirwatch: Option<crate::activation::DirWatch>,
     /// Connections waiting for a turn.
     ready: ReadyQueue,
@@ -442,7 +442,7 @@ impl Loop {
             listeners,
             signals,
             pidfile,
-            scratch: vec![0u8; READ_CHUNK],
+            dirty: Vec::new(),
             dirwatch: None,
             ready: ReadyQueue::default(),
             round: Vec::new(),
@@ -819,19 +819,24 @@ impl Loop {
                     }
                 }
             }
-            let want = self.scratch.len().min(bytes);
-            match p.stream.recv(&mut self.scratch[..want], &mut fds) {
+            // Straight into the connection's receive chunk, which the
+            // messages are then sliced out of.
+            let stream = &p.stream;
+            match p.inbuf.fill(bytes, |buf| stream.recv(buf, &mut fds)) {
                 Ok(0) => {
                     bus.close(id);
                     return TurnEnd::Gone;
                 }
                 Ok(n) => {
                     bytes -= n;
-                    p.inbuf.extend_from_slice(&self.scratch[..n]);
                     p.in_fds.extend(fds);
                     msgs -= bus.process_input(id, msgs);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return TurnEnd::Drained,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // An idle connection holds no receive chunk.
+                    p.inbuf.release_if_empty();
+                    return TurnEnd::Drained;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
                     bus.close(id);
@@ -851,8 +856,10 @@ impl Loop {
 
     fn flush(&mut self, bus: &mut Bus) {
         while bus.has_dirty() {
-            let dirty = bus.take_dirty();
-            for id in dirty {
+            // Swapped with a list kept here, so neither loses its capacity.
+            let mut dirty = std::mem::take(&mut self.dirty);
+            bus.swap_dirty(&mut dirty);
+            for &id in &dirty {
                 let Some(p) = bus.peer_mut(id) else {
                     continue;
                 };
@@ -865,7 +872,10 @@ impl Loop {
                 // data earlier (that would reorder their messages).
                 let want_write = match p.flush() {
                     Ok(Flush::Done) => false,
-                    Ok(Flush::Blocked) => true,
+                    Ok(Flush::Blocked) => {
+                        p.detach_queued();
+                        true
+                    }
                     Err(_) => {
                         bus.close(id);
                         continue;
@@ -887,6 +897,8 @@ impl Loop {
                     }
                 }
             }
+            dirty.clear();
+            self.dirty = dirty;
         }
     }
 

@@ -2,8 +2,6 @@
 //! broker's calls upwards reach (the driver, activation, reloading and
 //! re-exec). Wired into the bus once at start-up.
 
-use std::rc::Rc;
-
 use crate::broker::bus::Bus;
 use crate::broker::peer::{Inbound, OutMsg};
 use crate::broker::security::Denied;
@@ -33,7 +31,7 @@ impl Upcalls for Wiring {
         bus: &mut Bus,
         sid: u64,
         name: &str,
-        inb: Rc<Inbound>,
+        inb: crate::broker::peer::Shared,
         out: OutMsg,
     ) -> Result<(), Denied> {
         crate::activation::auto_start(bus, sid, name, inb, out)

@@ -14,23 +14,43 @@
  *       one connection, N sequential GetId calls; RESULT with the round-trip
  *       p50/p99 (microseconds) and the daemon CPU per call.
  *
+ *   dbus-client serve ADDRESS NAME [--p2p]
+ *       the server of bench/clients: owns NAME (or, with --p2p, listens on
+ *       ADDRESS as a DBusServer and takes one connection, no bus), answers
+ *       org.busbar.Bench.Put(ay) with an empty return, Echo(ay) with the
+ *       same bytes, counts Sink(ay)
+ *       one-way messages and answers Stats() with (its CPU ns, messages
+ *       received). Prints "ready" once it can be called.
+ *
+ *   dbus-client sub ADDRESS NAME
+ *       a subscriber: owns NAME, matches org.busbar.Bench signals, counts
+ *       Tick signals and answers Stats() like serve.
+ *
+ *   dbus-client load --address A --workload call|oneway|signal --n N
+ *              [--inflight K] [--size BYTES] [--pids PID,..] [--p2p]
+ *              --peer NAME [--peer NAME]...
+ *              [--echo]
+ *       the measured client: N calls of Put (--echo: Echo) with a
+ *       BYTES-long `ay` body,
+ *       K in flight; or N one-way Sink messages; or N Tick signals to the
+ *       subscribers named by --peer. Each message goes out as libdbus sends
+ *       it: one message per write, as soon as it is queued. Measures its own
+ *       CPU, the peers' (through Stats), and the daemon's (schedstat of
+ *       --pids) over the run and prints one RESULT line (see measure.h).
+ *
  * Exit status 0 when every operation succeeded, 1 otherwise (the first
- * error is printed). More scenarios (issue 13) can be added as subcommands.
+ * error is printed).
  */
 #define _GNU_SOURCE
+#include "measure.h"
 #include <dbus/dbus.h>
 #include <dirent.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-static double now_us(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
 
 /* utime+stime of a process in microseconds (clock-tick resolution). */
 static double proc_cpu_us(long pid) {
@@ -65,7 +85,7 @@ static double proc_sched_us(long pid) {
         while ((e = readdir(d))) {
                 if (e->d_name[0] == '.')
                         continue;
-                char p2[128];
+                char p2[300];
                 snprintf(p2, sizeof(p2), "/proc/%ld/task/%s/schedstat", pid, e->d_name);
                 FILE *f = fopen(p2, "r");
                 if (!f)
@@ -162,9 +182,286 @@ static int calls(const char *address, long n, long pid) {
         return 0;
 }
 
+
+/* --- serve / sub / load (bench/clients) ------------------------------------------------ */
+
+static unsigned long long received;
+
+/* Handles one message for serve/sub; returns 0 when the connection is gone. */
+static int handle(DBusConnection *c, DBusMessage *m) {
+        if (dbus_message_is_signal(m, DBUS_INTERFACE_LOCAL, "Disconnected"))
+                return 0;
+        if (dbus_message_is_signal(m, BENCH_IFACE, "Tick")) {
+                received++;
+                return 1;
+        }
+        if (dbus_message_get_type(m) != DBUS_MESSAGE_TYPE_METHOD_CALL)
+                return 1;
+        if (dbus_message_is_method_call(m, BENCH_IFACE, "Sink")) {
+                received++;
+                return 1;
+        }
+        DBusMessage *r = NULL;
+        if (dbus_message_is_method_call(m, BENCH_IFACE, "Put")) {
+                received++;
+                r = dbus_message_new_method_return(m);
+        } else if (dbus_message_is_method_call(m, BENCH_IFACE, "Echo")) {
+                received++;
+                const unsigned char *p = NULL;
+                int len = 0;
+                DBusError err;
+                dbus_error_init(&err);
+                if (!dbus_message_get_args(m, &err, DBUS_TYPE_ARRAY, DBUS_TYPE_BYTE, &p, &len,
+                                           DBUS_TYPE_INVALID)) {
+                        r = dbus_message_new_error(m, DBUS_ERROR_INVALID_ARGS, err.message);
+                        dbus_error_free(&err);
+                } else {
+                        r = dbus_message_new_method_return(m);
+                        dbus_message_append_args(r, DBUS_TYPE_ARRAY, DBUS_TYPE_BYTE, &p, len,
+                                                 DBUS_TYPE_INVALID);
+                }
+        } else if (dbus_message_is_method_call(m, BENCH_IFACE, "Stats")) {
+                dbus_uint64_t cpu = self_cpu_ns(), n = received;
+                r = dbus_message_new_method_return(m);
+                dbus_message_append_args(r, DBUS_TYPE_UINT64, &cpu, DBUS_TYPE_UINT64, &n,
+                                         DBUS_TYPE_INVALID);
+        } else if (!dbus_message_get_no_reply(m)) {
+                r = dbus_message_new_error(m, DBUS_ERROR_UNKNOWN_METHOD, "no such method");
+        }
+        if (r) {
+                dbus_connection_send(c, r, NULL);
+                dbus_message_unref(r);
+        }
+        return 1;
+}
+
+static int serve_loop(DBusConnection *c) {
+        for (;;) {
+                DBusMessage *m;
+                while ((m = dbus_connection_pop_message(c))) {
+                        int alive = handle(c, m);
+                        dbus_message_unref(m);
+                        if (!alive)
+                                return 0;
+                }
+                if (!dbus_connection_read_write(c, -1))
+                        return 0;
+        }
+}
+
+static DBusWatch *server_watch;
+static DBusConnection *accepted;
+static dbus_bool_t add_watch(DBusWatch *w, void *d) {
+        (void)d;
+        if (dbus_watch_get_enabled(w) && (dbus_watch_get_flags(w) & DBUS_WATCH_READABLE))
+                server_watch = w;
+        return TRUE;
+}
+static void remove_watch(DBusWatch *w, void *d) {
+        (void)d;
+        if (server_watch == w)
+                server_watch = NULL;
+}
+static void toggle_watch(DBusWatch *w, void *d) {
+        if (dbus_watch_get_enabled(w))
+                add_watch(w, d);
+        else
+                remove_watch(w, d);
+}
+static void new_connection(DBusServer *s, DBusConnection *c, void *d) {
+        (void)s;
+        (void)d;
+        if (!accepted)
+                accepted = dbus_connection_ref(c);
+}
+
+static int serve(const char *address, const char *name, int p2p, int sub) {
+        DBusError err;
+        dbus_error_init(&err);
+        DBusConnection *c;
+        if (p2p) {
+                DBusServer *s = dbus_server_listen(address, &err);
+                if (!s) {
+                        fprintf(stderr, "dbus-client: listen failed: %s\n", err.message);
+                        return 1;
+                }
+                dbus_server_set_new_connection_function(s, new_connection, NULL, NULL);
+                dbus_server_set_watch_functions(s, add_watch, remove_watch, toggle_watch, NULL,
+                                                NULL);
+                printf("ready\n");
+                fflush(stdout);
+                while (!accepted) {
+                        if (!server_watch)
+                                return 1;
+                        struct pollfd pfd = {dbus_watch_get_unix_fd(server_watch), POLLIN, 0};
+                        if (poll(&pfd, 1, -1) > 0)
+                                dbus_watch_handle(server_watch, DBUS_WATCH_READABLE);
+                }
+                c = accepted;
+        } else {
+                c = open_registered(address, &err);
+                if (!c) {
+                        fprintf(stderr, "dbus-client: connect failed: %s\n", err.message);
+                        return 1;
+                }
+                if (sub) {
+                        dbus_bus_add_match(c, "type='signal',interface='" BENCH_IFACE "'", &err);
+                        if (dbus_error_is_set(&err)) {
+                                fprintf(stderr, "dbus-client: AddMatch: %s\n", err.message);
+                                return 1;
+                        }
+                }
+                if (dbus_bus_request_name(c, name, DBUS_NAME_FLAG_DO_NOT_QUEUE, &err) !=
+                    DBUS_REQUEST_NAME_REPLY_PRIMARY_OWNER) {
+                        fprintf(stderr, "dbus-client: cannot own %s\n", name);
+                        return 1;
+                }
+                printf("ready\n");
+                fflush(stdout);
+        }
+        serve_loop(c);
+        return 0;
+}
+
+static DBusMessage *bench_msg(const struct load_opts *o, const char *dest, const char *member,
+                              const unsigned char *body) {
+        DBusMessage *m = dbus_message_new_method_call(o->p2p ? NULL : dest, BENCH_PATH,
+                                                      BENCH_IFACE, member);
+        if (body)
+                dbus_message_append_args(m, DBUS_TYPE_ARRAY, DBUS_TYPE_BYTE, &body,
+                                         (int)o->size, DBUS_TYPE_INVALID);
+        return m;
+}
+
+/* Stats() of one peer: its CPU ns and messages received. */
+static int peer_stats(DBusConnection *c, const struct load_opts *o, const char *peer,
+                      double *cpu_ns, double *count) {
+        DBusError err;
+        dbus_error_init(&err);
+        DBusMessage *m = bench_msg(o, peer, "Stats", NULL);
+        DBusMessage *r = dbus_connection_send_with_reply_and_block(c, m, 60000, &err);
+        dbus_message_unref(m);
+        dbus_uint64_t cpu = 0, n = 0;
+        if (!r || !dbus_message_get_args(r, &err, DBUS_TYPE_UINT64, &cpu, DBUS_TYPE_UINT64, &n,
+                                         DBUS_TYPE_INVALID)) {
+                fprintf(stderr, "dbus-client: Stats of %s failed: %s\n", peer,
+                        err.message ? err.message : "?");
+                return -1;
+        }
+        dbus_message_unref(r);
+        *cpu_ns += (double)cpu;
+        *count += (double)n;
+        return 0;
+}
+
+static int load(int argc, char **argv) {
+        struct load_opts o;
+        if (parse_load_opts(argc, argv, &o) < 0)
+                return 2;
+        DBusError err;
+        dbus_error_init(&err);
+        DBusConnection *c = o.p2p ? dbus_connection_open_private(o.address, &err)
+                                  : open_registered(o.address, &err);
+        if (!c) {
+                fprintf(stderr, "dbus-client: connect failed: %s\n", err.message);
+                return 1;
+        }
+        unsigned char *body = calloc(1, (size_t)o.size + 1);
+        for (long i = 0; i < o.size; i++)
+                body[i] = (unsigned char)i;
+        int call = !strcmp(o.workload, "call"), oneway = !strcmp(o.workload, "oneway"),
+            signal = !strcmp(o.workload, "signal");
+        if (!call && !oneway && !signal) {
+                fprintf(stderr, "dbus-client: unknown workload %s\n", o.workload);
+                return 2;
+        }
+        /* Warm-up: a few operations outside the measurement. */
+        double p_cpu0 = 0, p_n0 = 0, p_cpu1 = 0, p_n1 = 0;
+        for (int i = 0; i < o.npeers; i++)
+                if (peer_stats(c, &o, o.peers[i], &p_cpu0, &p_n0) < 0)
+                        return 1;
+        double d0 = pids_sched_ns(o.pids);
+        unsigned long long s0 = self_cpu_ns();
+        double t0 = now_us();
+        long sent = 0, done = 0;
+        if (call) {
+                while (done < o.n) {
+                        while (sent < o.n && sent - done < o.inflight) {
+                                DBusMessage *m = bench_msg(&o, o.peers[0], o.echo ? "Echo" : "Put", body);
+                                dbus_connection_send(c, m, NULL);
+                                dbus_message_unref(m);
+                                sent++;
+                        }
+                        if (!dbus_connection_read_write(c, -1)) {
+                                fprintf(stderr, "dbus-client: disconnected\n");
+                                return 1;
+                        }
+                        DBusMessage *m;
+                        while ((m = dbus_connection_pop_message(c))) {
+                                int t = dbus_message_get_type(m);
+                                if (t == DBUS_MESSAGE_TYPE_METHOD_RETURN) {
+                                        done++;
+                                } else if (t == DBUS_MESSAGE_TYPE_ERROR) {
+                                        fprintf(stderr, "dbus-client: error reply %s\n",
+                                                dbus_message_get_error_name(m));
+                                        return 1;
+                                }
+                                dbus_message_unref(m);
+                        }
+                }
+        } else {
+                for (; sent < o.n; sent++) {
+                        DBusMessage *m;
+                        if (signal) {
+                                m = dbus_message_new_signal(BENCH_PATH, BENCH_IFACE, "Tick");
+                                dbus_message_append_args(m, DBUS_TYPE_ARRAY, DBUS_TYPE_BYTE,
+                                                         &body, (int)o.size, DBUS_TYPE_INVALID);
+                        } else {
+                                m = bench_msg(&o, o.peers[0], "Sink", body);
+                                dbus_message_set_no_reply(m, TRUE);
+                        }
+                        dbus_connection_send(c, m, NULL);
+                        dbus_message_unref(m);
+                        /* A blocking client: wait while the socket is full. */
+                        if (dbus_connection_has_messages_to_send(c))
+                                dbus_connection_flush(c);
+                        /* Drop whatever arrives (NameAcquired and the like). */
+                        DBusMessage *in;
+                        while ((in = dbus_connection_pop_message(c)))
+                                dbus_message_unref(in);
+                }
+        }
+        /* Stats travel behind the last message, so they count all of it. */
+        for (int i = 0; i < o.npeers; i++)
+                if (peer_stats(c, &o, o.peers[i], &p_cpu1, &p_n1) < 0)
+                        return 1;
+        double wall = now_us() - t0;
+        unsigned long long s1 = self_cpu_ns();
+        double d1 = pids_sched_ns(o.pids);
+        long expect = o.n * (signal ? o.npeers : 1);
+        if ((long)(p_n1 - p_n0) != expect) {
+                fprintf(stderr, "dbus-client: peers received %.0f messages, expected %ld\n",
+                        p_n1 - p_n0, expect);
+                return 1;
+        }
+        long routed = call ? 2 * o.n : expect;
+        long ops = signal ? expect : o.n;
+        print_result("libdbus", &o, wall, (double)(s1 - s0), p_cpu1 - p_cpu0, d1 - d0, routed,
+                     ops, pids_hwm_kb(o.pids));
+        dbus_connection_close(c);
+        dbus_connection_unref(c);
+        free(body);
+        return 0;
+}
+
 int main(int argc, char **argv) {
+        if (argc >= 2 && !strcmp(argv[1], "load"))
+                return load(argc, argv);
+        if (argc >= 4 && (!strcmp(argv[1], "serve") || !strcmp(argv[1], "sub")))
+                return serve(argv[2], argv[3], argc >= 5 && !strcmp(argv[4], "--p2p"),
+                             !strcmp(argv[1], "sub"));
         if (argc < 4) {
-                fprintf(stderr, "usage: dbus-client churn|calls ADDRESS N [--pid PID]\n");
+                fprintf(stderr, "usage: dbus-client churn|calls ADDRESS N [--pid PID] | serve|sub ADDRESS NAME [--p2p] | load ...\n");
                 return 2;
         }
         long n = strtol(argv[3], NULL, 10), pid = 0;

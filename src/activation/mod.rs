@@ -9,7 +9,6 @@ pub mod spawn;
 mod watch;
 
 use std::ffi::OsString;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::broker::activation::{Held, Pending};
@@ -132,7 +131,7 @@ pub fn update_environment(bus: &mut Bus, vars: Vec<(String, String)>) -> Result<
                     w.as_bytes(),
                 );
                 let out = OutMsg {
-                    head: Rc::new(bytes),
+                    head: crate::transport::pool::Pooled::new(bytes),
                     body: None,
                 };
                 capture_driver(bus, &out, None);
@@ -175,7 +174,7 @@ pub fn auto_start(
     bus: &mut Bus,
     sid: u64,
     name: &str,
-    inb: Rc<Inbound>,
+    inb: crate::broker::peer::Shared,
     out: OutMsg,
 ) -> Result<(), Denied> {
     activate(
@@ -358,7 +357,7 @@ fn request_from_systemd(bus: &mut Bus, unit: &str) -> Result<(), Denied> {
         w.as_bytes(),
     );
     let out = OutMsg {
-        head: Rc::new(bytes),
+        head: crate::transport::pool::Pooled::new(bytes),
         body: None,
     };
     let systemd = bus.lookup(SYSTEMD_NAME);

@@ -4,10 +4,9 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::rc::Rc;
 use std::time::Instant;
 
-use super::peer::{Inbound, OutMsg};
+use super::peer::OutMsg;
 use super::services::Index;
 
 /// What waits for a name to appear.
@@ -18,7 +17,7 @@ pub enum Held {
         /// The caller.
         sender: u64,
         /// The call as received.
-        inb: Rc<Inbound>,
+        inb: super::peer::Shared,
         /// The call as it will be forwarded.
         out: OutMsg,
     },

@@ -1,7 +1,5 @@
 //! Delivery by match rules: broadcasts, eavesdroppers and monitors.
 
-use std::rc::Rc;
-
 use super::bus::{Bus, DBUS_NAME};
 use super::matchrule::{Arg, MatchRule, MatchSubject};
 use super::peer::{OutMsg, PeerState};
@@ -266,7 +264,7 @@ impl Bus {
         let serial = self.next_serial();
         let bytes = super::build::error(serial, h.serial, Some(&dest), name, text);
         let m = OutMsg {
-            head: Rc::new(bytes),
+            head: crate::transport::pool::Pooled::new(bytes),
             body: None,
         };
         let head = m.head.clone();
@@ -294,7 +292,7 @@ impl Bus {
     /// policy and receives anything from the bus.
     pub fn send_from_driver_checked(&mut self, to: u64, bytes: Vec<u8>) {
         let m = OutMsg {
-            head: Rc::new(bytes),
+            head: crate::transport::pool::Pooled::new(bytes),
             body: None,
         };
         let Ok(h) = Header::parse(&m.head, 0) else {
@@ -324,7 +322,7 @@ impl Bus {
             return;
         }
         let m = OutMsg {
-            head: Rc::new(bytes),
+            head: crate::transport::pool::Pooled::new(bytes),
             body: None,
         };
         let head = m.head.clone();

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use super::bus::Bus;
 use super::errors;
 use super::peer::{Charge, Inbound, OutMsg, Peer, PeerState, PeerStats};
+use crate::transport::rxbuf::MsgBytes;
 use crate::transport::sasl::{SaslServer, SaslStatus};
 use crate::transport::stream::Stream;
 use crate::wire::header::{frame_len, Header, FIXED_HEADER_LEN};
@@ -38,12 +39,13 @@ impl Bus {
             state: PeerState::Authenticating(Box::new(sasl)),
             unique_name: None,
             unix_fd: false,
-            inbuf: Vec::new(),
+            inbuf: crate::transport::rxbuf::RxBuf::default(),
             large_rx: None,
             in_fds: VecDeque::new(),
             out: VecDeque::new(),
             write_interest: false,
             out_pos: 0,
+            out_detached: 0,
             out_bytes: 0,
             out_fds: 0,
             names: Vec::new(),
@@ -162,11 +164,11 @@ impl Bus {
             }
             if let PeerState::Authenticating(sasl) = &mut p.state {
                 let mut out = Vec::new();
-                let (used, status) = sasl.feed(&p.inbuf, &mut out);
-                p.inbuf.drain(..used);
+                let (used, status) = sasl.feed(p.inbuf.data(), &mut out);
+                p.inbuf.consume(used);
                 if !out.is_empty() {
                     p.enqueue_always(OutMsg {
-                        head: std::rc::Rc::new(out),
+                        head: crate::transport::pool::Pooled::new(out),
                         body: None,
                     });
                     self.dirty.push(id);
@@ -295,7 +297,6 @@ impl Bus {
     /// after `budget` messages; returns how many it dispatched.
     fn frame_messages(&mut self, id: u64, budget: usize) -> usize {
         let max = self.config.limits.max_message_size as usize;
-        let mut pos = 0;
         let mut done = 0;
         loop {
             let Some(p) = self.peers.get_mut(&id) else {
@@ -307,14 +308,13 @@ impl Bus {
             if done == budget {
                 // Whole messages are left: their fds are not pending, so
                 // the pending-fd checks wait until they are dispatched.
-                p.inbuf.drain(..pos.min(p.inbuf.len()));
                 return done;
             }
-            let avail = p.inbuf.len() - pos;
+            let avail = p.inbuf.len();
             if avail < FIXED_HEADER_LEN {
                 break;
             }
-            let total = match frame_len(&p.inbuf[pos..pos + FIXED_HEADER_LEN], max) {
+            let total = match frame_len(&p.inbuf.data()[..FIXED_HEADER_LEN], max) {
                 Ok(t) => t,
                 Err(e) => {
                     self.protocol_violation(id, &format!("invalid message: {e}"));
@@ -323,20 +323,17 @@ impl Bus {
             };
             if avail < total {
                 if total >= LARGE_MESSAGE {
-                    p.large_rx = Some(super::peer::LargeRx::new(&p.inbuf[pos..], total, &p.live));
-                    pos = p.inbuf.len();
+                    p.large_rx = Some(super::peer::LargeRx::new(p.inbuf.data(), total, &p.live));
+                    p.inbuf.consume(avail);
                 }
                 break;
             }
-            let bytes = p.inbuf[pos..pos + total].to_vec();
-            pos += total;
+            // A slice of the receive chunk: no copy.
+            let bytes = p.inbuf.take(total);
             done += 1;
             if !self.accept_message(id, bytes) {
                 break;
             }
-        }
-        if let Some(p) = self.peers.get_mut(&id) {
-            p.inbuf.drain(..pos.min(p.inbuf.len()));
         }
         self.check_pending_fds(id);
         done
@@ -391,7 +388,7 @@ impl Bus {
         let Some(rx) = p.large_rx.take() else {
             return;
         };
-        self.accept_message(id, rx.into_bytes());
+        self.accept_message(id, rx.into_bytes().into());
     }
 
     /// Logs why connection `id` broke the protocol and disconnects it.
@@ -408,7 +405,7 @@ impl Bus {
 
     /// Validates one whole message and routes it. Returns false if the
     /// connection is being closed.
-    fn accept_message(&mut self, id: u64, bytes: Vec<u8>) -> bool {
+    fn accept_message(&mut self, id: u64, bytes: MsgBytes) -> bool {
         let max_fds = self.config.limits.max_message_unix_fds as usize;
         let Some(p) = self.peers.get_mut(&id) else {
             return false;

@@ -8,15 +8,18 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::time::Instant;
 
+use crate::transport::pool::{FreeList, Pooled, Recycle};
+use crate::transport::rxbuf::{MsgBytes, RxBuf};
 use crate::transport::sasl::SaslServer;
 use crate::transport::stream::{PeerCreds, Stream};
 
 /// A message as received: validated bytes and the fds that came with it.
-/// Shared (reference-counted) by every recipient.
-#[derive(Debug)]
+/// Shared (reference-counted, in a reused slot) by every recipient.
+#[derive(Debug, Default)]
 pub struct Inbound {
-    /// The whole message as the peer sent it.
-    pub bytes: Vec<u8>,
+    /// The whole message as the peer sent it: a slice of the connection's
+    /// receive chunk, or a buffer of its own for a large message.
+    pub bytes: MsgBytes,
     /// Its parsed header.
     pub header: crate::wire::header::Header,
     /// The fds it carries.
@@ -83,6 +86,13 @@ impl Charge {
             bytes,
             fds,
         }
+    }
+}
+
+impl Charge {
+    /// The same charge once more (for a copy of the message).
+    pub fn again(&self) -> Charge {
+        Charge::new(&self.live, self.bytes, self.fds)
     }
 }
 
@@ -194,11 +204,56 @@ impl Inbound {
     }
 }
 
-impl Drop for Inbound {
-    fn drop(&mut self) {
-        buffers::give_back(std::mem::take(&mut self.bytes));
+impl Inbound {
+    /// A copy in a buffer of its own, if this one lies in a shared receive
+    /// chunk and carries no fds (see [`Peer::detach_queued`]). The copy is
+    /// charged to the sender as the original is.
+    pub fn detached(&self) -> Option<Shared> {
+        if !matches!(self.bytes, MsgBytes::Chunk { .. }) || !self.fds.is_empty() {
+            return None;
+        }
+        Some(Shared::new(Inbound {
+            bytes: MsgBytes::Owned(self.bytes.to_vec()),
+            header: self.header.clone(),
+            fds: Vec::new(),
+            charge: self.charge.as_ref().map(Charge::again),
+            sender_uid: self.sender_uid,
+        }))
+    }
+
+    /// Gives a large message's buffer back for reuse.
+    fn release_bytes(&mut self) {
+        if let MsgBytes::Owned(b) = std::mem::take(&mut self.bytes) {
+            buffers::give_back(b);
+        }
     }
 }
+
+impl Drop for Inbound {
+    fn drop(&mut self) {
+        self.release_bytes();
+    }
+}
+
+thread_local! {
+    static INBOUND: FreeList<Inbound> = FreeList::default();
+}
+
+impl Recycle for Inbound {
+    fn recycle(&mut self) {
+        self.release_bytes();
+        // Closes the fds nobody took and gives the charge back.
+        self.fds.clear();
+        self.charge = None;
+        self.header = crate::wire::header::Header::default();
+    }
+    fn free_list() -> &'static std::thread::LocalKey<FreeList<Self>> {
+        &INBOUND
+    }
+}
+
+/// A received message as the bus shares it among its recipients.
+pub type Shared = Pooled<Inbound>;
 
 /// A few large message buffers kept for reuse, so that reading a large
 /// message costs neither fresh pages nor zeroing. Bounded in count and size.
@@ -254,9 +309,9 @@ pub mod buffers {
 #[derive(Debug, Clone)]
 pub struct OutMsg {
     /// The header (or, for messages the bus made, the whole message).
-    pub head: Rc<Vec<u8>>,
+    pub head: Pooled<Vec<u8>>,
     /// The forwarded message whose body follows `head`.
-    pub body: Option<Rc<Inbound>>,
+    pub body: Option<Shared>,
 }
 
 impl OutMsg {
@@ -343,7 +398,7 @@ pub struct Peer {
     /// Whether fd passing was negotiated.
     pub unix_fd: bool,
     /// Bytes read but not yet framed.
-    pub inbuf: Vec<u8>,
+    pub inbuf: RxBuf,
     /// A large message being read into its own buffer.
     pub large_rx: Option<LargeRx>,
     /// Fds received but not yet attached to a message.
@@ -354,6 +409,9 @@ pub struct Peer {
     pub write_interest: bool,
     /// Bytes of the front message already written.
     pub out_pos: usize,
+    /// How many messages at the front of `out` were looked at by
+    /// [`Peer::detach_queued`].
+    pub out_detached: usize,
     /// Bytes queued in `out` (minus `out_pos`).
     pub out_bytes: usize,
     /// Fds queued in `out`.
@@ -413,8 +471,9 @@ pub enum Flush {
     Blocked,
 }
 
-/// At most this many iovecs per sendmsg (IOV_MAX is 1024 on Linux).
-const MAX_IOV: usize = 512;
+/// At most this many iovecs per sendmsg (IOV_MAX is 1024 on Linux); they
+/// live on the stack, so a flush allocates nothing.
+const MAX_IOV: usize = 128;
 
 impl Peer {
     /// Whether the outgoing queue is over max_outgoing_bytes or
@@ -460,11 +519,12 @@ impl Peer {
     /// fds starts its own sendmsg so its fds travel with its first byte.
     pub fn flush(&mut self) -> io::Result<Flush> {
         while !self.out.is_empty() {
-            let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(16);
+            let mut iov = [IoSlice::new(&[]); MAX_IOV];
+            let mut n_iov = 0;
             let mut fds: Vec<RawFd> = Vec::new();
             let mut skip = self.out_pos;
             for (i, m) in self.out.iter().enumerate() {
-                if iov.len() + 2 > MAX_IOV {
+                if n_iov + 2 > MAX_IOV {
                     break;
                 }
                 let nf = m.n_fds();
@@ -481,22 +541,24 @@ impl Peer {
                 let head: &[u8] = &m.head;
                 let body: &[u8] = m.body.as_ref().map_or(&[][..], |b| b.body());
                 if skip < head.len() {
-                    iov.push(IoSlice::new(&head[skip..]));
+                    iov[n_iov] = IoSlice::new(&head[skip..]);
+                    n_iov += 1;
                     if !body.is_empty() {
-                        iov.push(IoSlice::new(body));
+                        iov[n_iov] = IoSlice::new(body);
+                        n_iov += 1;
                     }
                 } else if skip - head.len() < body.len() {
-                    iov.push(IoSlice::new(&body[skip - head.len()..]));
+                    iov[n_iov] = IoSlice::new(&body[skip - head.len()..]);
+                    n_iov += 1;
                 }
                 skip = 0;
             }
-            let n = match self.stream.send(&iov, &fds) {
+            let n = match self.stream.send(&iov[..n_iov], &fds) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flush::Blocked),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            drop(iov);
             self.stats.out_bytes += n as u64;
             self.out_bytes -= n;
             let mut left = n;
@@ -513,6 +575,7 @@ impl Peer {
                         front.n_fds() as u64,
                     );
                     self.out.pop_front();
+                    self.out_detached = self.out_detached.saturating_sub(1);
                     self.out_pos = 0;
                 } else {
                     self.out_pos += left;
@@ -521,6 +584,23 @@ impl Peer {
             }
         }
         Ok(Flush::Done)
+    }
+
+    /// Gives the queued messages that still point into a sender's receive
+    /// chunk a copy of their own. The loop calls this when the socket is
+    /// full: a recipient that does not read would otherwise keep whole
+    /// chunks alive for the few bytes of its messages in them (the bus
+    /// charges queues by message bytes, so the chunks must not outlive the
+    /// round by much). Each message is looked at once; messages with fds
+    /// stay where they are (bounded by the fd limits).
+    pub fn detach_queued(&mut self) {
+        let from = self.out_detached.min(self.out.len());
+        for m in self.out.iter_mut().skip(from) {
+            if let Some(own) = m.body.as_ref().and_then(|b| b.detached()) {
+                m.body = Some(own);
+            }
+        }
+        self.out_detached = self.out.len();
     }
 
     /// The unique name, or "(inactive)".

@@ -6,9 +6,10 @@ use std::rc::Rc;
 
 use super::bus::{Bus, DBUS_NAME};
 use super::errors;
-use super::peer::{Inbound, OutMsg, PeerState};
+use super::peer::{Inbound, OutMsg, PeerState, Shared};
 use super::security::View;
-use crate::wire::header::{forward_header, msg_type};
+use crate::transport::pool::Pooled;
+use crate::wire::header::{forward_header, forward_header_into, msg_type};
 
 impl Bus {
     /// Routes a validated message from connection `sid`.
@@ -35,7 +36,7 @@ impl Bus {
             .unique_name
             .clone()
             .unwrap_or_else(|| Rc::from(":not.active.yet"));
-        let inb = Rc::new(inb);
+        let inb = Shared::new(inb);
         let h = &inb.header;
         let bytes = &inb.bytes;
         let dest = h.destination(bytes);
@@ -49,7 +50,7 @@ impl Bus {
             return;
         }
 
-        let head = Rc::new(forward_header(h, bytes, &sender_name));
+        let head = Pooled::reuse(|b| forward_header_into(h, bytes, &sender_name, b));
         let out = OutMsg {
             head,
             body: Some(inb.clone()),
@@ -142,7 +143,7 @@ impl Bus {
         let h = &inb.header;
         let bytes = &inb.bytes;
         let out = OutMsg {
-            head: Rc::new(forward_header(h, bytes, &name)),
+            head: Pooled::new(forward_header(h, bytes, &name)),
             body: None,
         };
         self.capture(Some(sid), None, &out, View { h, bytes });
@@ -151,7 +152,7 @@ impl Bus {
     /// Delivers a message from `sid` to the connection `r` that owns its
     /// destination (checking policy, recording the expected reply), then to
     /// eavesdroppers.
-    pub fn deliver_to_owner(&mut self, sid: u64, r: u64, inb: &Rc<Inbound>, out: &OutMsg) {
+    pub fn deliver_to_owner(&mut self, sid: u64, r: u64, inb: &Shared, out: &OutMsg) {
         let h = &inb.header;
         let v = View {
             h,

@@ -19,7 +19,9 @@ use super::activation::{Held, Pending};
 use super::bus::{Bus, BusStats};
 use super::deadlines::Kind;
 use super::matchrule::MatchRule;
-use super::peer::{Charge, Inbound, OutMsg, Peer, PeerState, PeerStats};
+use super::peer::{Charge, Inbound, OutMsg, Peer, PeerState, PeerStats, Shared};
+use crate::transport::pool::Pooled;
+use crate::transport::rxbuf::{MsgBytes, RxBuf, CHUNK_SIZE};
 use crate::transport::sasl::{SaslServer, SaslSnapshot};
 use crate::transport::stream::{PeerCreds, Stream};
 use crate::wire::header::Header;
@@ -294,14 +296,14 @@ struct MsgTable {
 }
 
 impl MsgTable {
-    fn add(&mut self, m: &Rc<Inbound>, lives: &HashMap<*const super::peer::Live, u64>) -> u32 {
-        let key = Rc::as_ptr(m);
+    fn add(&mut self, m: &Shared, lives: &HashMap<*const super::peer::Live, u64>) -> u32 {
+        let key: *const Inbound = &**m;
         if let Some(&i) = self.index.get(&key) {
             return i;
         }
         let i = self.msgs.len() as u32;
         self.msgs.push(MsgState {
-            bytes: Bytes(m.bytes.clone()),
+            bytes: Bytes(m.bytes.to_vec()),
             fds: m.fds.iter().map(|f| f.as_raw_fd()).collect(),
             sender_uid: m.sender_uid,
             charged_to: m
@@ -319,6 +321,36 @@ impl MsgTable {
             body: m.body.as_ref().map(|b| self.add(b, lives)),
         }
     }
+}
+
+/// Puts the bytes a connection had read but not yet framed back: into its
+/// receive chunk, or, for the start of a large message (more than a chunk
+/// holds), into a buffer of its own as the framing would have.
+fn restore_input(p: &mut Peer, bytes: &[u8], max: usize) -> Result<(), String> {
+    if bytes.len() <= CHUNK_SIZE {
+        let mut at = 0;
+        while at < bytes.len() {
+            let n = p
+                .inbuf
+                .fill(bytes.len() - at, |room| {
+                    room.copy_from_slice(&bytes[at..at + room.len()]);
+                    Ok::<usize, ()>(room.len())
+                })
+                .map_err(|()| corrupt("unread input"))?;
+            if n == 0 {
+                return Err(corrupt("unread input does not fit"));
+            }
+            at += n;
+        }
+        return Ok(());
+    }
+    let total = crate::wire::header::frame_len(bytes, max)
+        .map_err(|e| corrupt(&format!("a half-read large message: {e}")))?;
+    if total <= bytes.len() {
+        return Err(corrupt("a large message saved as half-read is whole"));
+    }
+    p.large_rx = Some(super::peer::LargeRx::new(bytes, total, &p.live));
+    Ok(())
 }
 
 fn corrupt(what: &str) -> String {
@@ -359,7 +391,7 @@ impl Bus {
             if let Some(rx) = &p.large_rx {
                 inbuf.extend_from_slice(rx.received());
             }
-            inbuf.extend_from_slice(&p.inbuf);
+            inbuf.extend_from_slice(p.inbuf.data());
             let out = p.out.iter().map(|m| table.out(m, &lives)).collect();
             peers.push(PeerSnap {
                 id,
@@ -552,8 +584,9 @@ impl Bus {
                 state,
                 unique_name: unique_name.clone(),
                 unix_fd: ps.unix_fd,
-                inbuf: ps.inbuf.0.clone(),
+                inbuf: RxBuf::default(),
                 large_rx: None,
+                out_detached: 0,
                 in_fds,
                 out: VecDeque::new(),
                 write_interest: false,
@@ -575,6 +608,12 @@ impl Bus {
                 account,
                 quota_pause: ps.quota_pause_ms.map(|ms| after(now, ms)),
             };
+            let mut peer = peer;
+            restore_input(
+                &mut peer,
+                &ps.inbuf.0,
+                bus.config.limits.max_message_size as usize,
+            )?;
             match &unique_name {
                 Some(u) => {
                     if ps.state == ConnState::Active {
@@ -607,7 +646,7 @@ impl Bus {
             }
         }
 
-        let mut msgs: Vec<Rc<Inbound>> = Vec::with_capacity(st.messages.len());
+        let mut msgs: Vec<Shared> = Vec::with_capacity(st.messages.len());
         for m in &st.messages {
             let header = Header::parse(&m.bytes.0, m.fds.len())
                 .map_err(|e| corrupt(&format!("a saved message does not parse: {e}")))?;
@@ -619,8 +658,8 @@ impl Bus {
                 .charged_to
                 .and_then(|id| bus.peers.get(&id))
                 .map(|p| Charge::new(&p.live, m.bytes.0.len() as u64, m.fds.len() as u64));
-            msgs.push(Rc::new(Inbound {
-                bytes: m.bytes.0.clone(),
+            msgs.push(Pooled::new(Inbound {
+                bytes: MsgBytes::Owned(m.bytes.0.clone()),
                 header,
                 fds: mfds,
                 charge,
@@ -636,7 +675,7 @@ impl Bus {
             let mut queue = Vec::with_capacity(ps.out.len());
             for o in &ps.out {
                 queue.push(OutMsg {
-                    head: Rc::new(o.head.0.clone()),
+                    head: Pooled::new(o.head.0.clone()),
                     body: o.body.map(msg).transpose()?,
                 });
             }
@@ -681,7 +720,7 @@ impl Bus {
                         Held::Call {
                             sender: *sender,
                             out: OutMsg {
-                                head: Rc::new(head.0.clone()),
+                                head: Pooled::new(head.0.clone()),
                                 body: Some(inb.clone()),
                             },
                             inb,
@@ -689,7 +728,7 @@ impl Bus {
                     }
                     HeldState::Driver { out } => Held::Driver {
                         out: OutMsg {
-                            head: Rc::new(out.0.clone()),
+                            head: Pooled::new(out.0.clone()),
                             body: None,
                         },
                     },

@@ -163,6 +163,12 @@ impl Bus {
         std::mem::take(&mut self.dirty)
     }
 
+    /// Swaps the list of connections to flush with `list` (which should
+    /// be empty), keeping both allocations.
+    pub fn swap_dirty(&mut self, list: &mut Vec<u64>) {
+        std::mem::swap(&mut self.dirty, list);
+    }
+
     /// Whether a connection waits to be flushed.
     pub fn has_dirty(&self) -> bool {
         !self.dirty.is_empty()

@@ -3,10 +3,8 @@
 //! trait; the daemon implements it and hands it to the bus at start-up, so
 //! no import in src/broker points to a layer above it.
 
-use std::rc::Rc;
-
 use super::bus::Bus;
-use super::peer::{Inbound, OutMsg};
+use super::peer::{Inbound, OutMsg, Shared};
 use super::security::Denied;
 
 /// What the broker asks of the layers above it.
@@ -24,7 +22,7 @@ pub trait Upcalls: std::fmt::Debug {
         bus: &mut Bus,
         sid: u64,
         name: &str,
-        inb: Rc<Inbound>,
+        inb: Shared,
         out: OutMsg,
     ) -> Result<(), Denied>;
     /// ReloadConfig (and SIGHUP): reload the configuration from disk.
@@ -51,7 +49,7 @@ impl Upcalls for Unwired {
         _: &mut Bus,
         _: u64,
         name: &str,
-        _: Rc<Inbound>,
+        _: Shared,
         _: OutMsg,
     ) -> Result<(), Denied> {
         Err(Denied {

@@ -4,5 +4,7 @@ pub mod address;
 pub mod cookie;
 pub mod keyring_worker;
 pub mod listener;
+pub mod pool;
+pub mod rxbuf;
 pub mod sasl;
 pub mod stream;

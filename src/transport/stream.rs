@@ -32,6 +32,12 @@ pub struct PeerCreds {
 /// Maximum fds taken from one recvmsg (as libdbus: the per-message maximum).
 const MAX_FDS_PER_READ: usize = 64;
 
+thread_local! {
+    /// The control-message buffer of every recvmsg on this thread, made
+    /// once (a fresh one per read would be an allocation per read).
+    static CMSG: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 impl Stream {
     /// The raw fd.
     pub fn raw_fd(&self) -> RawFd {
@@ -140,10 +146,24 @@ impl Stream {
     /// Reads into `buf`; fds that arrive are appended to `fds`.
     /// Returns 0 at end of stream.
     pub fn recv(&self, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
+        CMSG.with(|cmsg| {
+            let mut cmsg = cmsg.borrow_mut();
+            if cmsg.capacity() == 0 {
+                *cmsg = nix::cmsg_space!([RawFd; MAX_FDS_PER_READ]);
+            }
+            self.recv_with(buf, fds, &mut cmsg)
+        })
+    }
+
+    fn recv_with(
+        &self,
+        buf: &mut [u8],
+        fds: &mut Vec<OwnedFd>,
+        cmsg: &mut Vec<u8>,
+    ) -> io::Result<usize> {
         let fd = self.raw_fd();
         let mut iov = [IoSliceMut::new(buf)];
-        let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS_PER_READ]);
-        let msg = recvmsg::<()>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
+        let msg = recvmsg::<()>(fd, &mut iov, Some(cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
             .map_err(io::Error::from)?;
         let n = msg.bytes;
         if let Ok(cmsgs) = msg.cmsgs() {

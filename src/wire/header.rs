@@ -404,7 +404,26 @@ pub struct HeaderBuilder {
 impl HeaderBuilder {
     /// Starts a header; body length and serial as given.
     pub fn new(endian: Endian, msg_type: u8, flags: u8, body_len: u32, serial: u32) -> Self {
-        let mut buf = Vec::with_capacity(256);
+        Self::with_buf(
+            Vec::with_capacity(256),
+            endian,
+            msg_type,
+            flags,
+            body_len,
+            serial,
+        )
+    }
+
+    /// Starts a header in `buf` (cleared first; its capacity is reused).
+    pub fn with_buf(
+        mut buf: Vec<u8>,
+        endian: Endian,
+        msg_type: u8,
+        flags: u8,
+        body_len: u32,
+        serial: u32,
+    ) -> Self {
+        buf.clear();
         buf.extend_from_slice(&[endian.marker(), msg_type, flags, 1]);
         let mut b = HeaderBuilder { buf, endian };
         b.put_u32(body_len);
@@ -469,8 +488,23 @@ impl HeaderBuilder {
 /// Builds the header the bus forwards for `msg`: the same fixed part, the
 /// known fields, and SENDER = `sender`.
 pub fn forward_header(h: &Header, msg: &[u8], sender: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    forward_header_into(h, msg, sender, &mut out);
+    out
+}
+
+/// [`forward_header`] written into `out` (cleared first), reusing its
+/// capacity.
+pub fn forward_header_into(h: &Header, msg: &[u8], sender: &str, out: &mut Vec<u8>) {
     let body_len = (msg.len() - h.body_start) as u32;
-    let mut b = HeaderBuilder::new(h.endian(), h.msg_type, h.flags, body_len, h.serial);
+    let mut b = HeaderBuilder::with_buf(
+        std::mem::take(out),
+        h.endian(),
+        h.msg_type,
+        h.flags,
+        body_len,
+        h.serial,
+    );
     if let Some(v) = h.path(msg) {
         b.string(field::PATH, v);
     }
@@ -496,5 +530,5 @@ pub fn forward_header(h: &Header, msg: &[u8], sender: &str) -> Vec<u8> {
     if h.unix_fds > 0 {
         b.u32(field::UNIX_FDS, h.unix_fds);
     }
-    b.finish()
+    *out = b.finish();
 }

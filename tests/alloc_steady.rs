@@ -1,0 +1,268 @@
+//! Steady state allocates nothing per message (issue 13, point 2).
+//!
+//! This test runs the real bus loop (`busbar::daemon::run`, the function the
+//! binary's main calls) on a thread of this test process, with a global
+//! allocator that counts the allocations made on that thread only. Clients
+//! on other threads talk to it over a real unix socket with the raw client
+//! of tests/common. After a warm-up (buffers, queues and pools reach their
+//! working size), routing a window of unicast calls, their replies and
+//! signals must allocate nothing at all on the bus thread.
+//!
+//! It measures busbar's own code in-process, so it does not run against
+//! `BUSBAR_TEST_DAEMON` (dbus-daemon cannot be loaded into a Rust test, and
+//! allocates per message anyway).
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Counts allocations (and reallocations, which may allocate) made by
+/// threads that set [`COUNTING`].
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// While set, counted allocations print a backtrace (see [`TRACE_LEFT`]).
+static TRACING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// How many more backtraces to print: `BUSBAR_ALLOC_TRACE=N` shows where
+/// the first N allocations of the measured windows come from.
+static TRACE_LEFT: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static IN_TRACE: Cell<bool> = const { Cell::new(false) };
+}
+
+fn note() {
+    // try_with: the thread-local may be gone while a thread exits.
+    if COUNTING.try_with(|c| c.get()).unwrap_or(false)
+        && !IN_TRACE.try_with(|t| t.get()).unwrap_or(true)
+    {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        if TRACING.load(Ordering::Relaxed)
+            && TRACE_LEFT.load(Ordering::Relaxed) > 0
+            && !IN_TRACE.with(|t| t.replace(true))
+        {
+            TRACE_LEFT.fetch_sub(1, Ordering::Relaxed);
+            eprintln!("{}", std::backtrace::Backtrace::force_capture());
+            IN_TRACE.with(|t| t.set(false));
+        }
+    }
+}
+
+// SAFETY: every method forwards to the System allocator with the same
+// arguments; counting touches only an atomic and a const-initialized
+// thread-local Cell, neither of which allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: the caller's contract for `layout` is passed on unchanged.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note();
+        // SAFETY: `ptr` was allocated by System (every allocation goes
+        // through this allocator) with `layout`, as the caller guarantees.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as for realloc.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const SERVER: &str = "org.busbar.AllocTest";
+
+/// Starts the bus loop on a thread of this process; returns its address.
+fn start_bus() -> String {
+    let dir = std::env::temp_dir().join(format!("busbar-alloc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("bus");
+    let conf = dir.join("bus.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path={}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"#,
+            sock.display()
+        ),
+    )
+    .unwrap();
+    let args = vec![
+        format!("--config-file={}", conf.display()),
+        "--nofork".into(),
+    ];
+    let busbar::cli::Action::Run(opts) = busbar::cli::parse(&args) else {
+        panic!("options not accepted");
+    };
+    std::thread::spawn(move || {
+        COUNTING.with(|c| c.set(true));
+        busbar::daemon::run(opts)
+    });
+    let address = format!("unix:path={}", sock.display());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+        assert!(Instant::now() < deadline, "the bus did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    address
+}
+
+fn reply_to(m: &Msg) -> MsgBuilder {
+    MsgBuilder::new(METHOD_RETURN, 0)
+        .field_u32(F_REPLY_SERIAL, m.serial)
+        .field_str(F_DESTINATION, 's', m.sender.as_deref().unwrap_or(""))
+}
+
+/// A server that answers every Ping with an empty return and stops at Quit.
+fn spawn_server(address: &str) -> std::thread::JoinHandle<()> {
+    let mut c = Client::connect_to(address);
+    assert_eq!(c.request_name(SERVER, 4), 1);
+    std::thread::spawn(move || loop {
+        let m = c.recv();
+        if m.msg_type != METHOD_CALL {
+            continue;
+        }
+        match m.member.as_deref() {
+            Some("Ping") => {
+                c.send(reply_to(&m));
+            }
+            Some("Quit") => {
+                c.send(reply_to(&m));
+                return;
+            }
+            _ => {}
+        }
+    })
+}
+
+fn ping(c: &mut Client, body: &[u8]) -> u32 {
+    let mut b = Vec::new();
+    b.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    b.extend_from_slice(body);
+    c.call(Some(SERVER), "/t", Some("org.busbar.T"), "Ping", "ay", b)
+}
+
+/// `rounds` rounds of `window` calls in flight, each answered.
+fn calls(c: &mut Client, rounds: usize, window: usize, body: &[u8]) {
+    for _ in 0..rounds {
+        let serials: Vec<u32> = (0..window).map(|_| ping(c, body)).collect();
+        for s in serials {
+            let r = c.wait_reply(s);
+            assert_eq!(r.msg_type, METHOD_RETURN, "call failed: {r:?}");
+        }
+    }
+}
+
+/// Emits `n` signals and waits until every subscriber saw them all (a Ping
+/// behind them, answered, proves they were routed).
+fn signals(c: &mut Client, subs: &mut [Client], n: usize) {
+    for i in 0..n {
+        let mut b = Vec::new();
+        b.extend_from_slice(&(i as u32).to_le_bytes());
+        c.send(MsgBuilder::signal(0, "/t", "org.busbar.T", "Tick").body("u", b));
+    }
+    for s in subs.iter_mut() {
+        let mut seen = 0;
+        while seen < n {
+            let m = s.recv();
+            // NameAcquired and the like come before the first Tick.
+            if m.is_signal("org.busbar.T", "Tick") {
+                seen += 1;
+            }
+        }
+    }
+}
+
+fn allocs() -> u64 {
+    ALLOCS.load(Ordering::Relaxed)
+}
+
+#[test]
+fn routing_allocates_nothing_after_warm_up() {
+    let address = start_bus();
+    let server = spawn_server(&address);
+    let mut caller = Client::connect_to(&address);
+    let mut subs: Vec<Client> = (0..4).map(|_| Client::connect_to(&address)).collect();
+    for s in &mut subs {
+        s.add_match("type='signal',interface='org.busbar.T'");
+    }
+    let small = [7u8; 13];
+    let big = vec![9u8; 4096];
+
+    // Warm-up: every shape of traffic measured below, several times over,
+    // and twice as many calls in flight as measured: the tables of
+    // pending replies grow (once) to their peak in-flight count, and a hash
+    // table that has seen twice the load never grows again when it rehashes
+    // away its tombstones.
+    for _ in 0..3 {
+        calls(&mut caller, 200, 1, &small);
+        calls(&mut caller, 20, 128, &small);
+        calls(&mut caller, 20, 64, &big);
+        signals(&mut caller, &mut subs, 500);
+    }
+
+    let trace: u64 = std::env::var("BUSBAR_ALLOC_TRACE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    TRACE_LEFT.store(trace, Ordering::Relaxed);
+    TRACING.store(trace > 0, Ordering::Relaxed);
+    let before = allocs();
+    calls(&mut caller, 1000, 1, &small);
+    let one = allocs() - before;
+
+    let before = allocs();
+    calls(&mut caller, 50, 64, &small);
+    calls(&mut caller, 50, 64, &big);
+    let pipelined = allocs() - before;
+
+    let before = allocs();
+    for _ in 0..4 {
+        signals(&mut caller, &mut subs, 500);
+    }
+    let sig = allocs() - before;
+
+    eprintln!(
+        "allocations on the bus thread: {one} for 1000 calls + replies (1 in flight), \
+         {pipelined} for 6400 calls + replies (64 in flight), {sig} for 2000 signals x 4 subscribers"
+    );
+    assert_eq!(one, 0, "allocations routing 1000 calls and replies");
+    assert_eq!(
+        pipelined, 0,
+        "allocations routing 6400 pipelined calls and replies"
+    );
+    assert_eq!(sig, 0, "allocations routing 2000 signals to 4 subscribers");
+
+    let s = caller.call(Some(SERVER), "/t", Some("org.busbar.T"), "Quit", "", vec![]);
+    caller.wait_reply(s);
+    server.join().unwrap();
+}
