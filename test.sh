@@ -12,9 +12,10 @@
 #   clients   compat-tests/clients (dbus-send, gdbus, busctl, python3-dbus ... vs busbar)
 #   packages  packaging/check-packages (build the .deb, and the .rpm if rpmbuild
 #             is installed, from target/release; check their contents)
-#   vm        compat-tests/vm/run boot (busbar as the system and user bus of a
-#             Debian 12 guest under qemu; the base root is cached in
-#             /var/cache/busbar-vm)
+#   vm        compat-tests/vm/run boot upgrade selinux apparmor (busbar as the
+#             system and user bus of Debian 12 guests under qemu: boot, a
+#             re-executing package upgrade, SELinux and AppArmor; the base
+#             root is cached in /var/cache/busbar-vm)
 #
 # Knobs:
 #   SKIP_DEPS=1               skip the deps stage
@@ -85,7 +86,10 @@ stage_vm() {
     if [[ ${SKIP_DEPS:-0} != 1 ]]; then
         ensure_packages dpkg-dev debhelper fakeroot groff
     fi
-    "$repo/compat-tests/vm/run" boot
+    # selinux boots twice under TCG and takes longest: a generous per-boot
+    # timeout.
+    BUSBAR_VM_TIMEOUT=${BUSBAR_VM_TIMEOUT:-1500} \
+        "$repo/compat-tests/vm/run" boot upgrade selinux apparmor
 }
 
 summary() {
@@ -128,7 +132,7 @@ run_stage test "cargo test --workspace --release" stage_test
 run_stage compat "compat-tests/run $daemon" stage_compat
 run_stage clients "compat-tests/clients $daemon" stage_clients
 run_stage packages "packaging/check-packages (.deb, .rpm)" stage_packages
-run_stage vm "compat-tests/vm/run boot (Debian 12 guest, qemu)" stage_vm
+run_stage vm "compat-tests/vm/run boot upgrade selinux apparmor (Debian 12 guests, qemu)" stage_vm
 summary
 echo
 echo "ALL STAGES PASSED"
