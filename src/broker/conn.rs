@@ -20,9 +20,6 @@ impl Bus {
         let id = self.next_id;
         self.next_id += 1;
         let creds = stream.peer_creds();
-        let account = self
-            .users
-            .account(creds.uid.unwrap_or(super::quota::NO_UID));
         let sasl = SaslServer::new(self.sasl.clone(), creds.uid);
         // A peer a security module cannot label is dropped, as by
         // dbus-daemon's connection set-up.
@@ -30,13 +27,43 @@ impl Bus {
             Ok(m) => (m, false),
             Err(_) => (None, true),
         };
-        let peer = Peer {
+        let peer = self.new_peer(
+            id,
+            stream,
+            creds,
+            PeerState::Authenticating(Box::new(sasl)),
+            mac,
+        );
+        self.peers.insert(id, peer);
+        if refused {
+            self.to_close.push(id);
+        }
+        self.arm_auth_deadline(id);
+        self.incomplete += 1;
+        id
+    }
+
+    /// A connection in `state` with nothing queued, read or owned yet,
+    /// under the configuration's outgoing limits (new ones, and the ones a
+    /// re-executed image takes over, which then fills in what it saved).
+    pub(super) fn new_peer(
+        &mut self,
+        id: u64,
+        stream: Stream,
+        creds: crate::transport::stream::PeerCreds,
+        state: PeerState,
+        mac: Option<Box<crate::mac::PeerMac>>,
+    ) -> Peer {
+        let account = self
+            .users
+            .account(creds.uid.unwrap_or(super::quota::NO_UID));
+        Peer {
             id,
             stream,
             creds,
             auth_uid: None,
             gids: Vec::new(),
-            state: PeerState::Authenticating(Box::new(sasl)),
+            state,
             unique_name: None,
             unix_fd: false,
             inbuf: crate::transport::rxbuf::RxBuf::default(),
@@ -63,14 +90,7 @@ impl Bus {
             account,
             quota_pause: None,
             mac,
-        };
-        self.peers.insert(id, peer);
-        if refused {
-            self.to_close.push(id);
         }
-        self.arm_auth_deadline(id);
-        self.incomplete += 1;
-        id
     }
 
     /// Whether the policy has at_console rules (either answer selects an

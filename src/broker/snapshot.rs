@@ -21,7 +21,7 @@ use super::deadlines::Kind;
 use super::matchrule::MatchRule;
 use super::peer::{Charge, Inbound, OutMsg, Peer, PeerState, PeerStats, Shared};
 use crate::transport::pool::Pooled;
-use crate::transport::rxbuf::{MsgBytes, RxBuf, CHUNK_SIZE};
+use crate::transport::rxbuf::{MsgBytes, CHUNK_SIZE};
 use crate::transport::sasl::{SaslServer, SaslSnapshot};
 use crate::transport::stream::{PeerCreds, Stream};
 use crate::wire::header::Header;
@@ -566,49 +566,19 @@ impl Bus {
             for &f in &ps.in_fds {
                 in_fds.push_back(take(f)?);
             }
-            let account = bus
-                .users
-                .account(ps.creds.uid.unwrap_or(super::quota::NO_UID));
             let unique_name: Option<Rc<str>> = ps.unique_name.as_deref().map(Rc::from);
             // The label is the socket's (SO_PEERSEC), read again; a peer
             // the modules cannot label now keeps no label, as it was
             // admitted already.
             let mac = bus.mac.peer(stream.peer_security_label()).unwrap_or(None);
-            let peer = Peer {
-                id: ps.id,
-                mac,
-                stream,
-                creds: ps.creds,
-                auth_uid: ps.auth_uid,
-                gids: ps.gids.clone(),
-                state,
-                unique_name: unique_name.clone(),
-                unix_fd: ps.unix_fd,
-                inbuf: RxBuf::default(),
-                large_rx: None,
-                out_detached: 0,
-                in_fds,
-                out: VecDeque::new(),
-                write_interest: false,
-                out_pos: 0,
-                out_bytes: 0,
-                out_fds: 0,
-                names: ps.names.iter().map(|n| Rc::from(n.as_str())).collect(),
-                policy: policy::ConnectionPolicy::default(),
-                auth_deadline: None,
-                pending_fd_deadline: None,
-                closing: false,
-                stats: PeerStats::default(),
-                loginfo_cache: std::cell::OnceCell::new(),
-                live: Rc::default(),
-                out_limits: (
-                    bus.config.limits.max_outgoing_bytes,
-                    bus.config.limits.max_outgoing_unix_fds,
-                ),
-                account,
-                quota_pause: ps.quota_pause_ms.map(|ms| after(now, ms)),
-            };
-            let mut peer = peer;
+            let mut peer = bus.new_peer(ps.id, stream, ps.creds, state, mac);
+            peer.auth_uid = ps.auth_uid;
+            peer.gids = ps.gids.clone();
+            peer.unique_name = unique_name.clone();
+            peer.unix_fd = ps.unix_fd;
+            peer.in_fds = in_fds;
+            peer.names = ps.names.iter().map(|n| Rc::from(n.as_str())).collect();
+            peer.quota_pause = ps.quota_pause_ms.map(|ms| after(now, ms));
             restore_input(
                 &mut peer,
                 &ps.inbuf.0,
