@@ -368,6 +368,9 @@ struct Loop {
     accept_paused: bool,
     /// inotify on /run/systemd/users and /run/console (at_console).
     console: Option<crate::userdb::ConsoleWatch>,
+    /// Connections whose peer has shut down its side (or that had an
+    /// error): their turns read to the end, not just to a short read.
+    read_closed: std::collections::HashSet<u64>,
 }
 
 /// How a connection's turn ended.
@@ -450,6 +453,7 @@ impl Loop {
             throttled: Vec::new(),
             accept_paused: false,
             console: None,
+            read_closed: std::collections::HashSet::new(),
         })
     }
 
@@ -592,6 +596,10 @@ impl Loop {
                     let id = t.0 as u64;
                     if ev.is_writable() && bus.has_peer(id) {
                         bus.mark_dirty(id);
+                    }
+                    if ev.is_read_closed() || ev.is_error() {
+                        // No later event will say so: read to the end.
+                        self.read_closed.insert(id);
                     }
                     if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                         self.ready.schedule(id, Self::class_of(bus, id));
@@ -801,6 +809,7 @@ impl Loop {
                     Ok(n) => {
                         bytes -= n;
                         let done = rx.advance(n);
+                        let short = n < lim && fds.is_empty() && !self.read_closed.contains(&id);
                         p.in_fds.extend(fds);
                         if done {
                             bus.finish_large_message(id);
@@ -808,6 +817,9 @@ impl Loop {
                             msgs -= bus.process_input(id, msgs);
                         } else {
                             bus.check_pending_fds(id);
+                        }
+                        if short {
+                            return Self::short_read_end(bus, id, msgs);
                         }
                         continue;
                     }
@@ -822,15 +834,23 @@ impl Loop {
             // Straight into the connection's receive chunk, which the
             // messages are then sliced out of.
             let stream = &p.stream;
-            match p.inbuf.fill(bytes, |buf| stream.recv(buf, &mut fds)) {
+            let mut asked = 0;
+            match p.inbuf.fill(bytes, |buf| {
+                asked = buf.len();
+                stream.recv(buf, &mut fds)
+            }) {
                 Ok(0) => {
                     bus.close(id);
                     return TurnEnd::Gone;
                 }
                 Ok(n) => {
                     bytes -= n;
+                    let short = n < asked && fds.is_empty() && !self.read_closed.contains(&id);
                     p.in_fds.extend(fds);
                     msgs -= bus.process_input(id, msgs);
+                    if short {
+                        return Self::short_read_end(bus, id, msgs);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     // An idle connection holds no receive chunk.
@@ -843,6 +863,28 @@ impl Loop {
                     return TurnEnd::Gone;
                 }
             }
+        }
+    }
+
+    /// A read returned less than it asked for: the stream socket had no
+    /// more at that moment, and anything arriving later raises a new
+    /// (edge-triggered) readiness event (unless the peer already shut down
+    /// its side: see `read_closed`; and unless the read brought fds, as
+    /// the kernel ends a unix stream read after a message's fds), so the
+    /// turn ends without the
+    /// recvmsg that would only say EAGAIN (one syscall per turn, three per
+    /// connection setup with libdbus). If the turn's message budget ran
+    /// out, whole messages may still be buffered: then it comes back.
+    fn short_read_end(bus: &Bus, id: u64, msgs: usize) -> TurnEnd {
+        match bus.peer(id) {
+            Some(p) if !p.closing => {
+                if msgs == 0 {
+                    TurnEnd::Exhausted
+                } else {
+                    TurnEnd::Drained
+                }
+            }
+            _ => TurnEnd::Gone,
         }
     }
 
@@ -909,6 +951,7 @@ impl Loop {
                 break;
             }
             for id in ids {
+                self.read_closed.remove(&id);
                 if let Some(mut p) = bus.remove_peer(id) {
                     // Best effort: what was already queued (e.g. a last
                     // REJECTED) may still fit in the socket.
