@@ -659,3 +659,39 @@ fn half_read_message_keeps_its_fd() {
     f.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"y");
 }
+
+/// A message larger than a receive chunk (64 KiB), of which more than a
+/// chunk arrived before the re-exec: the new image goes on filling the
+/// same message, and the recipient gets it whole.
+#[test]
+fn half_read_large_message_completes() {
+    if !busbar_only("half_read_large_message_completes") {
+        return;
+    }
+    let mut rx = Rx::start("halflarge", Path::new(env!("CARGO_BIN_EXE_busbar")), &[]);
+    let mut a = Client::connect(&rx.bus);
+    let mut b = Client::connect(&rx.bus);
+    let dest = b.unique_name.clone();
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let mut m = MsgBuilder::signal(0, "/l", IFACE, "Large")
+        .field_str(F_DESTINATION, 's', &dest)
+        .body("ay", {
+            let mut w = W::new();
+            w.u32(payload.len() as u32);
+            w.buf.extend_from_slice(&payload);
+            w.buf
+        });
+    m.serial = a.next_serial();
+    let bytes = m.build();
+    let cut = 200_000;
+    a.send_bytes(&bytes[..cut]);
+    thread::sleep(Duration::from_millis(200));
+    rx.sigusr2();
+    rx.wait_log("Re-executed", 1);
+    a.send_bytes(&bytes[cut..]);
+    let got = recv_until(&mut b, |m| m.is_signal(IFACE, "Large"));
+    let body = &got.body;
+    assert_eq!(body.len(), 4 + payload.len());
+    assert_eq!(&body[4..], &payload[..], "the body arrived changed");
+    assert!(rx.bus.is_alive());
+}
