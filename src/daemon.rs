@@ -849,6 +849,11 @@ impl Loop {
                     p.in_fds.extend(fds);
                     msgs -= bus.process_input(id, msgs);
                     if short {
+                        // As on EAGAIN below: an idle connection holds no
+                        // receive chunk.
+                        if let Some(p) = bus.peer_mut(id) {
+                            p.inbuf.release_if_empty();
+                        }
                         return Self::short_read_end(bus, id, msgs);
                     }
                 }
