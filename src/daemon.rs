@@ -537,6 +537,14 @@ impl Loop {
     fn run(&mut self, bus: &mut Bus) -> Result<(), String> {
         let mut events = std::mem::take(&mut self.events);
         loop {
+            if !self.throttled.is_empty() {
+                // A write that completes may let a throttled sender read
+                // again (its messages drain): with io_uring the writes
+                // complete in the wait, which must not block before the
+                // sender is looked at again.
+                self.io.settle(bus);
+                self.resume_throttled(bus);
+            }
             let timeout = self.poll_timeout(bus);
             events.clear();
             if let Err(e) = self.io.wait(bus, &mut events, timeout) {

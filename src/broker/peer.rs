@@ -544,15 +544,16 @@ impl Peer {
         Ok(Flush::Done)
     }
 
-    /// The next sendmsg's worth of the queue: its slices in `iov`, and the
+    /// The next sendmsg's worth of the queue (as many slices as `iov`
+    /// holds): its slices in `iov`, and the
     /// fds that go with its first byte appended to `fds` (a message
     /// carrying fds starts a batch of its own).
-    pub fn next_batch<'a>(&'a self, iov: &mut [IoSlice<'a>; MAX_IOV], fds: &mut Vec<RawFd>) -> Batch {
+    pub fn next_batch<'a>(&'a self, iov: &mut [IoSlice<'a>], fds: &mut Vec<RawFd>) -> Batch {
         let mut n_iov = 0;
         let mut bytes = 0;
         let mut skip = self.out_pos;
         for (i, m) in self.out.iter().enumerate() {
-            if n_iov + 2 > MAX_IOV {
+            if n_iov + 2 > iov.len() {
                 break;
             }
             let nf = m.n_fds();

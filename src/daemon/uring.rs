@@ -37,7 +37,12 @@ use std::time::Duration;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 use crate::broker::bus::Bus;
-use crate::broker::peer::{Flush, MAX_IOV};
+use crate::broker::peer::Flush;
+
+/// Slices per send: IOV_MAX (UIO_MAXIOV). More than epoll's flush puts in
+/// one sendmsg, as a peer gets one send per round here (epoll's flush
+/// loops until the queue is empty or the socket full).
+const MAX_IOV: usize = 1024;
 
 use super::backend::Event;
 
@@ -88,7 +93,8 @@ const POLL_IN: u32 = (libc::POLLIN | libc::POLLRDHUP) as u32;
 struct SendSlot {
     id: u64,
     bytes: usize,
-    iov: [libc::iovec; MAX_IOV],
+    /// Grows to the largest batch seen (not while its send is in use).
+    iov: Vec<libc::iovec>,
     msg: libc::msghdr,
     /// Whether its completion was reaped.
     done: bool,
@@ -112,6 +118,9 @@ pub(super) struct Uring {
     wake_fd: Option<OwnedFd>,
     /// Readiness reaped by [`Uring::settle`], for the next wait.
     stash: Vec<Event>,
+    /// Polls to arm after a reap (kept to reuse their allocations).
+    rearm: Vec<(RawFd, usize)>,
+    writes: Vec<(RawFd, u64)>,
 }
 
 fn sendmsg_flags(linked: bool) -> u32 {
@@ -160,6 +169,8 @@ impl Uring {
             linked: false,
             wake_fd: None,
             stash: Vec::new(),
+            rearm: Vec::new(),
+            writes: Vec::new(),
         };
         u.probe_multishot()?;
         u.linked = u.probe_links().unwrap_or(false);
@@ -375,16 +386,22 @@ impl Uring {
         let mut no_fds = Vec::new();
         let batch = p.next_batch(&mut iov, &mut no_fds);
         if self.n_sends == self.slots.len() {
-            // SAFETY: an all-zero iovec array and msghdr are valid empty
-            // ones.
-            self.slots.push(Box::new(unsafe { std::mem::zeroed() }));
+            self.slots.push(Box::new(SendSlot {
+                id: 0,
+                bytes: 0,
+                iov: Vec::new(),
+                // SAFETY: an all-zero msghdr is a valid empty one.
+                msg: unsafe { std::mem::zeroed() },
+                done: true,
+            }));
         }
         let idx = self.n_sends;
         let slot = &mut self.slots[idx];
-        for (dst, src) in slot.iov.iter_mut().zip(&iov[..batch.n_iov]) {
-            dst.iov_base = src.as_ptr() as *mut libc::c_void;
-            dst.iov_len = src.len();
-        }
+        slot.iov.clear();
+        slot.iov.extend(iov[..batch.n_iov].iter().map(|s| libc::iovec {
+            iov_base: s.as_ptr() as *mut libc::c_void,
+            iov_len: s.len(),
+        }));
         slot.msg.msg_iov = slot.iov.as_mut_ptr();
         slot.msg.msg_iovlen = batch.n_iov as _;
         slot.id = id;
@@ -418,11 +435,11 @@ impl Uring {
         if self.n_sends == 0 {
             return;
         }
-        let mut events = Vec::new();
-        let _ = self.enter(bus, &mut events, Some(Duration::ZERO));
         // Readiness reaped on the way is not lost: it is kept for the
         // next wait.
-        self.stash.extend(events);
+        let mut events = std::mem::take(&mut self.stash);
+        let _ = self.enter(bus, &mut events, Some(Duration::ZERO));
+        self.stash = events;
     }
 
     pub fn wait(
@@ -481,8 +498,8 @@ impl Uring {
     }
 
     fn reap(&mut self, bus: &mut Bus, events: &mut Vec<Event>) {
-        let mut rearm: Vec<(RawFd, usize)> = Vec::new();
-        let mut writes: Vec<(RawFd, u64)> = Vec::new();
+        let mut rearm = std::mem::take(&mut self.rearm);
+        let mut writes = std::mem::take(&mut self.writes);
         for c in self.ring.completion() {
             let (kind, token) = decode(c.user_data());
             let res = c.result();
@@ -554,11 +571,15 @@ impl Uring {
                 _ => {}
             }
         }
-        for (fd, token) in rearm {
+        for &(fd, token) in &rearm {
             self.arm(fd, token);
         }
-        for (fd, id) in writes {
+        for &(fd, id) in &writes {
             self.want_write(fd, id);
         }
+        rearm.clear();
+        writes.clear();
+        self.rearm = rearm;
+        self.writes = writes;
     }
 }
