@@ -545,15 +545,31 @@ impl Peer {
     }
 
     /// The next sendmsg's worth of the queue (as many slices as `iov`
-    /// holds): its slices in `iov`, and the
-    /// fds that go with its first byte appended to `fds` (a message
-    /// carrying fds starts a batch of its own).
+    /// holds): its slices in `iov`, and the fds that go with its first
+    /// byte appended to `fds` (a message carrying fds starts a batch of its
+    /// own).
     pub fn next_batch<'a>(&'a self, iov: &mut [IoSlice<'a>], fds: &mut Vec<RawFd>) -> Batch {
+        let mut n = 0;
+        let max = iov.len();
+        self.next_batch_with(max, fds, |s| {
+            iov[n] = IoSlice::new(s);
+            n += 1;
+        })
+    }
+
+    /// [`Peer::next_batch`] with the slices (at most `max_iov`) handed to
+    /// `push` in order.
+    pub fn next_batch_with<'a>(
+        &'a self,
+        max_iov: usize,
+        fds: &mut Vec<RawFd>,
+        mut push: impl FnMut(&'a [u8]),
+    ) -> Batch {
         let mut n_iov = 0;
         let mut bytes = 0;
         let mut skip = self.out_pos;
         for (i, m) in self.out.iter().enumerate() {
-            if n_iov + 2 > iov.len() {
+            if n_iov + 2 > max_iov {
                 break;
             }
             let nf = m.n_fds();
@@ -570,16 +586,16 @@ impl Peer {
             let head: &[u8] = &m.head;
             let body: &[u8] = m.body.as_ref().map_or(&[][..], |b| b.body());
             if skip < head.len() {
-                iov[n_iov] = IoSlice::new(&head[skip..]);
+                push(&head[skip..]);
                 n_iov += 1;
                 bytes += head.len() - skip;
                 if !body.is_empty() {
-                    iov[n_iov] = IoSlice::new(body);
+                    push(body);
                     n_iov += 1;
                     bytes += body.len();
                 }
             } else if skip - head.len() < body.len() {
-                iov[n_iov] = IoSlice::new(&body[skip - head.len()..]);
+                push(&body[skip - head.len()..]);
                 n_iov += 1;
                 bytes += body.len() - (skip - head.len());
             }

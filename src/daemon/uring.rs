@@ -30,13 +30,15 @@
 //! returns.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{self, IoSlice};
+use std::hash::BuildHasherDefault;
+use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 use crate::broker::bus::Bus;
+use crate::broker::idmap::IdHasher;
 use crate::broker::peer::Flush;
 
 /// Slices per send: IOV_MAX (UIO_MAXIOV). More than epoll's flush puts in
@@ -103,12 +105,12 @@ struct SendSlot {
 pub(super) struct Uring {
     ring: IoUring,
     /// The watched fds by token, to re-arm a multishot poll that ended.
-    regs: HashMap<usize, RawFd>,
+    regs: HashMap<u64, RawFd, BuildHasherDefault<IdHasher>>,
     /// Send slots; the first `n_sends` are in use.
     slots: Vec<Box<SendSlot>>,
     n_sends: usize,
     /// Peers with a send in use (at most one each, which keeps order).
-    sending: HashSet<u64>,
+    sending: HashSet<u64, BuildHasherDefault<IdHasher>>,
     /// A send did not cover its peer's whole queue: the rest goes out in
     /// the next round, which must not wait for an event first.
     more_to_send: bool,
@@ -161,10 +163,10 @@ impl Uring {
         }
         let mut u = Uring {
             ring,
-            regs: HashMap::new(),
+            regs: HashMap::default(),
             slots: Vec::new(),
             n_sends: 0,
-            sending: HashSet::new(),
+            sending: HashSet::default(),
             more_to_send: false,
             linked: false,
             wake_fd: None,
@@ -286,7 +288,7 @@ impl Uring {
     }
 
     pub fn register(&mut self, fd: RawFd, token: usize) -> io::Result<()> {
-        self.regs.insert(token, fd);
+        self.regs.insert(token as u64, fd);
         self.arm(fd, token);
         Ok(())
     }
@@ -302,7 +304,7 @@ impl Uring {
     /// Cancels the polls of `token` (they hold the file open), now: the fd
     /// is closed next, and its number may come back for another socket.
     pub fn deregister(&mut self, token: usize) {
-        if self.regs.remove(&token).is_none() {
+        if self.regs.remove(&(token as u64)).is_none() {
             return;
         }
         for kind in [KIND_POLL, KIND_WRITE] {
@@ -382,9 +384,6 @@ impl Uring {
             }
             return;
         }
-        let mut iov = [IoSlice::new(&[]); MAX_IOV];
-        let mut no_fds = Vec::new();
-        let batch = p.next_batch(&mut iov, &mut no_fds);
         if self.n_sends == self.slots.len() {
             self.slots.push(Box::new(SendSlot {
                 id: 0,
@@ -398,10 +397,14 @@ impl Uring {
         let idx = self.n_sends;
         let slot = &mut self.slots[idx];
         slot.iov.clear();
-        slot.iov.extend(iov[..batch.n_iov].iter().map(|s| libc::iovec {
-            iov_base: s.as_ptr() as *mut libc::c_void,
-            iov_len: s.len(),
-        }));
+        let mut no_fds = Vec::new();
+        let iov = &mut slot.iov;
+        let batch = p.next_batch_with(MAX_IOV, &mut no_fds, |s| {
+            iov.push(libc::iovec {
+                iov_base: s.as_ptr() as *mut libc::c_void,
+                iov_len: s.len(),
+            })
+        });
         slot.msg.msg_iov = slot.iov.as_mut_ptr();
         slot.msg.msg_iovlen = batch.n_iov as _;
         slot.id = id;
@@ -505,7 +508,7 @@ impl Uring {
             let res = c.result();
             match kind {
                 KIND_POLL => {
-                    let Some(&fd) = self.regs.get(&token) else {
+                    let Some(&fd) = self.regs.get(&(token as u64)) else {
                         continue;
                     };
                     if !cqueue::more(c.flags()) {
@@ -525,7 +528,7 @@ impl Uring {
                 }
                 KIND_WRITE => {
                     let id = token as u64;
-                    if !self.regs.contains_key(&token) {
+                    if !self.regs.contains_key(&(token as u64)) {
                         continue;
                     }
                     if let Some(p) = bus.peer_mut(id) {
