@@ -108,7 +108,10 @@ impl Io {
 
     /// A function the worker threads call to wake the loop; it reports
     /// `token` readable.
-    pub fn waker(&mut self, token: usize) -> Result<std::sync::Arc<dyn Fn() + Send + Sync>, String> {
+    pub fn waker(
+        &mut self,
+        token: usize,
+    ) -> Result<std::sync::Arc<dyn Fn() + Send + Sync>, String> {
         match self {
             Io::Epoll(e) => e.waker(token),
             Io::Uring(u) => u.waker(token),

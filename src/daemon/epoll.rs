@@ -36,7 +36,10 @@ impl Epoll {
         let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
     }
 
-    pub fn waker(&mut self, token: usize) -> Result<std::sync::Arc<dyn Fn() + Send + Sync>, String> {
+    pub fn waker(
+        &mut self,
+        token: usize,
+    ) -> Result<std::sync::Arc<dyn Fn() + Send + Sync>, String> {
         let waker = mio::Waker::new(self.poll.registry(), Token(token))
             .map_err(|e| format!("Failed to create a waker: {e}"))?;
         Ok(std::sync::Arc::new(move || {

@@ -5,7 +5,6 @@
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
 
-
 use super::{raise_fd_limit, set_log_targets, Loop};
 use crate::broker::bus::Bus;
 use crate::cli::{ConfigChoice, Options};

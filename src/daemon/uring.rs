@@ -107,6 +107,9 @@ pub(super) struct Uring {
     /// The watched fds by token, to re-arm a multishot poll that ended.
     regs: HashMap<u64, RawFd, BuildHasherDefault<IdHasher>>,
     /// Send slots; the first `n_sends` are in use.
+    /// Boxed: a queued send points at its slot's msghdr, which must not
+    /// move when the list grows.
+    #[allow(clippy::vec_box)]
     slots: Vec<Box<SendSlot>>,
     n_sends: usize,
     /// Peers with a send in use (at most one each, which keeps order).
@@ -316,7 +319,10 @@ impl Uring {
         let _ = self.ring.submit();
     }
 
-    pub fn waker(&mut self, token: usize) -> Result<std::sync::Arc<dyn Fn() + Send + Sync>, String> {
+    pub fn waker(
+        &mut self,
+        token: usize,
+    ) -> Result<std::sync::Arc<dyn Fn() + Send + Sync>, String> {
         // SAFETY: eventfd takes no pointers; a non-negative result is a
         // new descriptor that nothing else owns.
         let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
@@ -491,7 +497,10 @@ impl Uring {
         while self.slots[..self.n_sends].iter().any(|s| !s.done) {
             // Not seen yet (never, with MSG_DONTWAIT): their memory must
             // stay untouched until they are.
-            let left = self.slots[..self.n_sends].iter().filter(|s| !s.done).count();
+            let left = self.slots[..self.n_sends]
+                .iter()
+                .filter(|s| !s.done)
+                .count();
             let _ = self.ring.submit_and_wait(left);
             self.reap(bus, events);
         }
@@ -584,5 +593,48 @@ impl Uring {
         writes.clear();
         self.rearm = rearm;
         self.writes = writes;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_survive_user_data() {
+        for t in [
+            0,
+            1,
+            42,
+            1 << 40,
+            usize::MAX - 1,
+            usize::MAX - 4096,
+            usize::MAX - 5000,
+        ] {
+            for kind in [KIND_POLL, KIND_WRITE, KIND_SEND] {
+                assert_eq!(decode(encode(kind, t)), (kind, t), "token {t:#x}");
+            }
+        }
+    }
+
+    /// The probe passes unless io_uring is disabled by the sysctl (then
+    /// the backend must refuse, so the loop uses epoll) or, outside CI, by
+    /// a seccomp filter. Whether the wait is combined with the sends
+    /// depends on the kernel's link semantics: said, not asserted.
+    #[test]
+    fn probe() {
+        let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+            .map(|s| s.trim() != "0")
+            .unwrap_or(false);
+        match Uring::new() {
+            Ok(u) => {
+                assert!(!disabled, "io_uring is disabled, yet the probe passed");
+                eprintln!("sends and wait in one io_uring_enter: {}", u.linked);
+            }
+            Err(e) => assert!(
+                disabled || std::env::var_os("CI").is_none(),
+                "io_uring probe failed under CI: {e}"
+            ),
+        }
     }
 }
