@@ -490,7 +490,10 @@ impl Uring {
         let r = match r {
             Err(e) if e.raw_os_error() == Some(libc::ETIME) => Ok(0),
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => Ok(0),
+            // CQ overflow not flushed yet, or no memory for the moment:
+            // reaping makes room, the next round tries again.
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Ok(0),
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(0),
             r => r,
         };
         self.reap(bus, events);
