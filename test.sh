@@ -9,6 +9,10 @@
 #   clippy    cargo clippy --workspace --all-targets -- -D warnings
 #   test      cargo test --workspace --release
 #   compat    compat-tests/run     (dbus-tests' daemon tests vs target/release/busbar)
+#   test-uring  the test and compat stages again with BUSBAR_IO_BACKEND=uring
+#             (the loop's io_uring backend; epoll is the default), so both
+#             backends run the whole suite; fails under CI where io_uring
+#             is disabled (kernel.io_uring_disabled), skipped elsewhere
 #   clients   compat-tests/clients (dbus-send, gdbus, busctl, python3-dbus ... vs busbar)
 #   packages  packaging/check-packages (build the .deb, and the .rpm if rpmbuild
 #             is installed, from target/release; check their contents)
@@ -68,6 +72,17 @@ stage_fmt() { cargo fmt --all --check; }
 stage_clippy() { cargo clippy --workspace --all-targets -- -D warnings; }
 stage_test() { cargo test --workspace --release; }
 stage_compat() { COMPAT_NO_INSTALL=1 "$repo/compat-tests/run" "$daemon"; }
+stage_test_uring() {
+    local disabled
+    disabled=$(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo 0)
+    if [[ $disabled != 0 ]]; then
+        echo "io_uring is disabled (kernel.io_uring_disabled=$disabled)"
+        [[ -z ${CI:-} ]] || return 1
+        return 0
+    fi
+    BUSBAR_IO_BACKEND=uring cargo test --workspace --release &&
+        BUSBAR_IO_BACKEND=uring COMPAT_NO_INSTALL=1 "$repo/compat-tests/run" "$daemon"
+}
 stage_clients() { COMPAT_NO_INSTALL=1 "$repo/compat-tests/clients" "$daemon"; }
 stage_packages() {
     if [[ ${SKIP_DEPS:-0} != 1 ]]; then
@@ -130,6 +145,7 @@ run_stage fmt "cargo fmt --all --check" stage_fmt
 run_stage clippy "cargo clippy --workspace --all-targets -- -D warnings" stage_clippy
 run_stage test "cargo test --workspace --release" stage_test
 run_stage compat "compat-tests/run $daemon" stage_compat
+run_stage test-uring "cargo test --workspace --release + compat-tests/run, BUSBAR_IO_BACKEND=uring" stage_test_uring
 run_stage clients "compat-tests/clients $daemon" stage_clients
 run_stage packages "packaging/check-packages (.deb, .rpm)" stage_packages
 run_stage vm "compat-tests/vm/run boot upgrade selinux apparmor (Debian 12 guests, qemu)" stage_vm

@@ -7,20 +7,26 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::broker::bus::Bus;
-use crate::broker::peer::Flush;
 use crate::cli::{ConfigChoice, Options, Override};
 use crate::printfd::PrintFds;
 use crate::ready::{Class, ReadyQueue};
 use crate::transport::address::parse_addresses;
 use crate::transport::listener::{listen, take_systemd_fds, Bound};
 
+mod backend;
+mod epoll;
 mod handoff;
+mod uring;
+
+use backend::{Event, Io};
+
+/// A readiness token: a peer's id, or one of the constants below.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Token(usize);
 
 const SIGNAL_TOKEN: Token = Token(usize::MAX - 1);
 const INOTIFY_TOKEN: Token = Token(usize::MAX - 2);
@@ -345,7 +351,10 @@ fn run_inner(opts: Options, mut prints: PrintFds) -> Result<(), String> {
 }
 
 struct Loop {
-    poll: Poll,
+    /// epoll or io_uring (see [`backend`]).
+    io: Io,
+    /// The last wait's events (kept to reuse its allocation).
+    events: Vec<Event>,
     /// The upcalls the bus was wired with (Reexec requests wait there).
     wiring: Rc<crate::wiring::Wiring>,
     /// SIGUSR2 asked for a re-exec.
@@ -394,7 +403,7 @@ impl Loop {
         pidfile: Option<PathBuf>,
         wiring: Rc<crate::wiring::Wiring>,
     ) -> Result<Loop, String> {
-        let poll = Poll::new().map_err(|e| format!("Failed to create poll: {e}"))?;
+        let mut io = Io::new()?;
         let mut mask = SigSet::empty();
         for s in [
             Signal::SIGTERM,
@@ -409,39 +418,24 @@ impl Loop {
             .map_err(|e| format!("Failed to block signals: {e}"))?;
         let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
             .map_err(|e| format!("Failed to create signalfd: {e}"))?;
-        poll.registry()
-            .register(
-                &mut SourceFd(&signals.as_raw_fd()),
-                SIGNAL_TOKEN,
-                Interest::READABLE,
-            )
+        io.register(signals.as_raw_fd(), SIGNAL_TOKEN.0)
             .map_err(|e| e.to_string())?;
-        let waker = std::sync::Arc::new(
-            mio::Waker::new(poll.registry(), WORKER_TOKEN)
-                .map_err(|e| format!("Failed to create a waker: {e}"))?,
-        );
+        let waker = io.waker(WORKER_TOKEN.0)?;
         let w = waker.clone();
-        crate::transport::keyring_worker::set_notify(Box::new(move || {
-            let _ = w.wake();
-        }));
-        crate::userdb::worker::set_notify(Box::new(move || {
-            let _ = waker.wake();
-        }));
+        crate::transport::keyring_worker::set_notify(Box::new(move || w()));
+        crate::userdb::worker::set_notify(Box::new(move || waker()));
         for (i, b) in listeners.iter_mut().enumerate() {
-            let tok = Token(LISTENER_BASE + i);
-            let r = match &mut b.listener {
-                crate::transport::listener::Listener::Unix(l) => {
-                    poll.registry().register(l, tok, Interest::READABLE)
-                }
-                crate::transport::listener::Listener::Tcp(l) => {
-                    poll.registry().register(l, tok, Interest::READABLE)
-                }
+            let fd = match &b.listener {
+                crate::transport::listener::Listener::Unix(l) => l.as_raw_fd(),
+                crate::transport::listener::Listener::Tcp(l) => l.as_raw_fd(),
             };
-            r.map_err(|e| e.to_string())?;
+            io.register(fd, LISTENER_BASE + i)
+                .map_err(|e| e.to_string())?;
         }
         let n_listeners = listeners.len();
         Ok(Loop {
-            poll,
+            io,
+            events: Vec::new(),
             wiring,
             reexec_signalled: false,
             listeners,
@@ -463,9 +457,8 @@ impl Loop {
     /// changes), when SELinux is active.
     fn watch_avc(&mut self, bus: &Bus) -> Result<(), String> {
         if let Some(fd) = bus.mac().netlink_fd() {
-            self.poll
-                .registry()
-                .register(&mut SourceFd(&fd), AVC_TOKEN, Interest::READABLE)
+            self.io
+                .register(fd, AVC_TOKEN.0)
                 .map_err(|e| format!("Failed to watch the AVC netlink socket: {e}"))?;
         }
         Ok(())
@@ -475,11 +468,7 @@ impl Loop {
     fn watch_console(&mut self, bus: &mut Bus) {
         if let Some(w) = crate::userdb::ConsoleWatch::standard() {
             let fd = w.raw_fd();
-            let r = self.poll.registry().register(
-                &mut SourceFd(&fd),
-                CONSOLE_TOKEN,
-                Interest::READABLE,
-            );
+            let r = self.io.register(fd, CONSOLE_TOKEN.0);
             if r.is_ok() {
                 self.console = Some(w);
             }
@@ -493,11 +482,7 @@ impl Loop {
         if self.dirwatch.is_none() {
             if let Some(w) = crate::activation::DirWatch::new() {
                 let fd = w.raw_fd();
-                let r = self.poll.registry().register(
-                    &mut SourceFd(&fd),
-                    INOTIFY_TOKEN,
-                    Interest::READABLE,
-                );
+                let r = self.io.register(fd, INOTIFY_TOKEN.0);
                 if r.is_ok() {
                     self.dirwatch = Some(w);
                 }
@@ -552,22 +537,32 @@ impl Loop {
     /// connection one bounded turn (fresh ones first), fire due timers,
     /// flush every touched peer.
     fn run(&mut self, bus: &mut Bus) -> Result<(), String> {
-        let mut events = Events::with_capacity(1024);
+        let mut events = std::mem::take(&mut self.events);
         loop {
+            if !self.throttled.is_empty() {
+                // A write that completes may let a throttled sender read
+                // again (its messages drain): with io_uring the writes
+                // complete in the wait, which must not block before the
+                // sender is looked at again.
+                self.io.settle(bus);
+                self.resume_throttled(bus);
+            }
             let timeout = self.poll_timeout(bus);
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
+            events.clear();
+            if let Err(e) = self.io.wait(bus, &mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(format!("poll failed: {e}"));
             }
-            for ev in events.iter() {
-                let t = ev.token();
+            for ev in &events {
+                let t = Token(ev.token);
                 if t == SIGNAL_TOKEN {
                     if self.handle_signals(bus) {
                         return Ok(());
                     }
                 } else if t == WORKER_TOKEN {
+                    self.io.woken();
                     // Handshakes waiting for the keyring go on now (SASL
                     // may have an answer to send with nothing buffered),
                     // and so do connections admitted once the user
@@ -596,14 +591,14 @@ impl Loop {
                     }
                 } else {
                     let id = t.0 as u64;
-                    if ev.is_writable() && bus.has_peer(id) {
+                    if ev.writable && bus.has_peer(id) {
                         bus.mark_dirty(id);
                     }
-                    if ev.is_read_closed() || ev.is_error() {
+                    if ev.read_closed || ev.error {
                         // No later event will say so: read to the end.
                         self.read_closed.insert(id);
                     }
-                    if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                    if ev.readable || ev.read_closed || ev.error {
                         self.ready.schedule(id, Self::class_of(bus, id));
                     }
                 }
@@ -627,6 +622,8 @@ impl Loop {
             self.resume_accept(bus);
             self.resume_throttled(bus);
             if self.reexec_signalled || !self.wiring.reexec_requests.borrow().is_empty() {
+                // What is queued is written before the state is saved.
+                self.io.settle(bus);
                 self.reexec(bus);
                 // The refusal's errors go out now, not at the next event.
                 self.flush(bus);
@@ -737,13 +734,9 @@ impl Loop {
                 return;
             };
             match b.listener.accept() {
-                Ok(mut stream) => {
+                Ok(stream) => {
                     let id = bus.next_peer_id();
-                    let r = self.poll.registry().register(
-                        &mut stream,
-                        Token(id as usize),
-                        Interest::READABLE,
-                    );
+                    let r = self.io.register(stream.raw_fd(), id as usize);
                     if r.is_err() {
                         continue;
                     }
@@ -909,42 +902,7 @@ impl Loop {
             let mut dirty = std::mem::take(&mut self.dirty);
             bus.swap_dirty(&mut dirty);
             for &id in &dirty {
-                let Some(p) = bus.peer_mut(id) else {
-                    continue;
-                };
-                if p.out.is_empty() && !p.write_interest {
-                    continue;
-                }
-                // Writability is watched only while a write is blocked, as
-                // dbus-daemon does: a socket that is merely writable must
-                // not queue a readiness event ahead of peers that sent
-                // data earlier (that would reorder their messages).
-                let want_write = match p.flush() {
-                    Ok(Flush::Done) => false,
-                    Ok(Flush::Blocked) => {
-                        p.detach_queued();
-                        true
-                    }
-                    Err(_) => {
-                        bus.close(id);
-                        continue;
-                    }
-                };
-                if want_write != p.write_interest {
-                    let interest = if want_write {
-                        Interest::READABLE | Interest::WRITABLE
-                    } else {
-                        Interest::READABLE
-                    };
-                    if self
-                        .poll
-                        .registry()
-                        .reregister(&mut p.stream, Token(id as usize), interest)
-                        .is_ok()
-                    {
-                        p.write_interest = want_write;
-                    }
-                }
+                self.io.flush_peer(bus, id);
             }
             dirty.clear();
             self.dirty = dirty;
@@ -953,17 +911,20 @@ impl Loop {
 
     fn close_pending(&mut self, bus: &mut Bus) {
         loop {
-            let ids = bus.take_to_close();
-            if ids.is_empty() {
+            if !bus.has_to_close() {
                 break;
             }
+            // Queued writes go first: nothing may free what they point
+            // at, and the best-effort flush below must follow them.
+            self.io.settle(bus);
+            let ids = bus.take_to_close();
             for id in ids {
                 self.read_closed.remove(&id);
                 if let Some(mut p) = bus.remove_peer(id) {
                     // Best effort: what was already queued (e.g. a last
                     // REJECTED) may still fit in the socket.
                     let _ = p.flush();
-                    let _ = self.poll.registry().deregister(&mut p.stream);
+                    self.io.deregister(p.stream.raw_fd(), id as usize);
                 }
             }
             self.flush(bus);

@@ -473,7 +473,18 @@ pub enum Flush {
 
 /// At most this many iovecs per sendmsg (IOV_MAX is 1024 on Linux); they
 /// live on the stack, so a flush allocates nothing.
-const MAX_IOV: usize = 128;
+pub const MAX_IOV: usize = 128;
+
+/// What [`Peer::next_batch`] put in one sendmsg.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch {
+    /// Slices used.
+    pub n_iov: usize,
+    /// Bytes in them.
+    pub bytes: usize,
+    /// Whether they are all that is queued.
+    pub whole_queue: bool,
+}
 
 impl Peer {
     /// Whether the outgoing queue is over max_outgoing_bytes or
@@ -520,70 +531,109 @@ impl Peer {
     pub fn flush(&mut self) -> io::Result<Flush> {
         while !self.out.is_empty() {
             let mut iov = [IoSlice::new(&[]); MAX_IOV];
-            let mut n_iov = 0;
             let mut fds: Vec<RawFd> = Vec::new();
-            let mut skip = self.out_pos;
-            for (i, m) in self.out.iter().enumerate() {
-                if n_iov + 2 > MAX_IOV {
-                    break;
-                }
-                let nf = m.n_fds();
-                if nf > 0 {
-                    if i > 0 {
-                        break;
-                    }
-                    if skip == 0 {
-                        if let Some(b) = &m.body {
-                            fds.extend(b.fds.iter().map(|f| f.as_raw_fd()));
-                        }
-                    }
-                }
-                let head: &[u8] = &m.head;
-                let body: &[u8] = m.body.as_ref().map_or(&[][..], |b| b.body());
-                if skip < head.len() {
-                    iov[n_iov] = IoSlice::new(&head[skip..]);
-                    n_iov += 1;
-                    if !body.is_empty() {
-                        iov[n_iov] = IoSlice::new(body);
-                        n_iov += 1;
-                    }
-                } else if skip - head.len() < body.len() {
-                    iov[n_iov] = IoSlice::new(&body[skip - head.len()..]);
-                    n_iov += 1;
-                }
-                skip = 0;
-            }
-            let n = match self.stream.send(&iov[..n_iov], &fds) {
+            let batch = self.next_batch(&mut iov, &mut fds);
+            let n = match self.stream.send(&iov[..batch.n_iov], &fds) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flush::Blocked),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            self.stats.out_bytes += n as u64;
-            self.out_bytes -= n;
-            let mut left = n;
-            while left > 0 {
-                let Some(front) = self.out.front() else { break };
-                let remaining = front.len() - self.out_pos;
-                if left >= remaining {
-                    left -= remaining;
-                    self.out_fds -= front.n_fds();
-                    let holder = self.account.uid;
-                    self.account.release(
-                        front.actor(holder),
-                        front.len() as u64,
-                        front.n_fds() as u64,
-                    );
-                    self.out.pop_front();
-                    self.out_detached = self.out_detached.saturating_sub(1);
-                    self.out_pos = 0;
-                } else {
-                    self.out_pos += left;
-                    left = 0;
-                }
-            }
+            self.sent(n);
         }
         Ok(Flush::Done)
+    }
+
+    /// The next sendmsg's worth of the queue (as many slices as `iov`
+    /// holds): its slices in `iov`, and the fds that go with its first
+    /// byte appended to `fds` (a message carrying fds starts a batch of its
+    /// own).
+    pub fn next_batch<'a>(&'a self, iov: &mut [IoSlice<'a>], fds: &mut Vec<RawFd>) -> Batch {
+        let mut n = 0;
+        let max = iov.len();
+        self.next_batch_with(max, fds, |s| {
+            iov[n] = IoSlice::new(s);
+            n += 1;
+        })
+    }
+
+    /// [`Peer::next_batch`] with the slices (at most `max_iov`) handed to
+    /// `push` in order.
+    pub fn next_batch_with<'a>(
+        &'a self,
+        max_iov: usize,
+        fds: &mut Vec<RawFd>,
+        mut push: impl FnMut(&'a [u8]),
+    ) -> Batch {
+        let mut n_iov = 0;
+        let mut bytes = 0;
+        let mut skip = self.out_pos;
+        for (i, m) in self.out.iter().enumerate() {
+            if n_iov + 2 > max_iov {
+                break;
+            }
+            let nf = m.n_fds();
+            if nf > 0 {
+                if i > 0 {
+                    break;
+                }
+                if skip == 0 {
+                    if let Some(b) = &m.body {
+                        fds.extend(b.fds.iter().map(|f| f.as_raw_fd()));
+                    }
+                }
+            }
+            let head: &[u8] = &m.head;
+            let body: &[u8] = m.body.as_ref().map_or(&[][..], |b| b.body());
+            if skip < head.len() {
+                push(&head[skip..]);
+                n_iov += 1;
+                bytes += head.len() - skip;
+                if !body.is_empty() {
+                    push(body);
+                    n_iov += 1;
+                    bytes += body.len();
+                }
+            } else if skip - head.len() < body.len() {
+                push(&body[skip - head.len()..]);
+                n_iov += 1;
+                bytes += body.len() - (skip - head.len());
+            }
+            skip = 0;
+        }
+        Batch {
+            n_iov,
+            bytes,
+            whole_queue: bytes == self.out_bytes,
+        }
+    }
+
+    /// `n` bytes from the front of the queue were written: the messages
+    /// written whole leave it (and release what they were charged).
+    pub fn sent(&mut self, n: usize) {
+        self.stats.out_bytes += n as u64;
+        self.out_bytes -= n;
+        let mut left = n;
+        while left > 0 {
+            let Some(front) = self.out.front() else { break };
+            let remaining = front.len() - self.out_pos;
+            if left >= remaining {
+                left -= remaining;
+                self.out_fds -= front.n_fds();
+                let holder = self.account.uid;
+                self.account.release(
+                    front.actor(holder),
+                    front.len() as u64,
+                    front.n_fds() as u64,
+                );
+                self.out.pop_front();
+                self.out_detached = self.out_detached.saturating_sub(1);
+                self.out_pos = 0;
+            } else {
+                self.out_pos += left;
+                left = 0;
+            }
+        }
     }
 
     /// Gives the queued messages that still point into a sender's receive

@@ -174,6 +174,11 @@ impl Bus {
         !self.dirty.is_empty()
     }
 
+    /// Whether a connection waits to be disconnected.
+    pub fn has_to_close(&self) -> bool {
+        !self.to_close.is_empty()
+    }
+
     /// The connections to disconnect (and forgets them).
     pub fn take_to_close(&mut self) -> Vec<u64> {
         std::mem::take(&mut self.to_close)

@@ -5,8 +5,6 @@
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
 
-use mio::{Interest, Token};
-
 use super::{raise_fd_limit, set_log_targets, Loop};
 use crate::broker::bus::Bus;
 use crate::cli::{ConfigChoice, Options};
@@ -107,11 +105,7 @@ impl Loop {
         let ids: Vec<u64> = bus.peers().map(|p| p.id).collect();
         for &id in &ids {
             let Some(p) = bus.peer_mut(id) else { continue };
-            let r = self.poll.registry().register(
-                &mut p.stream,
-                Token(id as usize),
-                Interest::READABLE,
-            );
+            let r = self.io.register(p.stream.raw_fd(), id as usize);
             if r.is_err() {
                 bus.close(id);
                 continue;

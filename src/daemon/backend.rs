@@ -1,0 +1,158 @@
+//! The seam between the loop and the kernel interface that tells it what
+//! is ready and writes the peers' queues: epoll (through mio) or io_uring.
+//! The rounds, turns and their fairness stay in the loop, shared by both.
+//!
+//! `BUSBAR_IO_BACKEND=epoll|uring` forces one (for tests and benchmarks);
+//! without it the default is chosen by [`DEFAULT`]. io_uring is probed at
+//! start-up (a kernel may lack it, or have it disabled by the sysctl
+//! kernel.io_uring_disabled or by a seccomp filter): where it is missing
+//! the loop runs on epoll, which behaves identically.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use crate::broker::bus::Bus;
+
+use super::epoll::Epoll;
+use super::uring::Uring;
+
+/// Which backend runs when the environment names none.
+const DEFAULT: Choice = Choice::Epoll;
+
+/// A backend by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Choice {
+    /// mio's epoll, edge-triggered.
+    Epoll,
+    /// io_uring: multishot polls, and a round's sends submitted with the
+    /// wait for the next events.
+    Uring,
+}
+
+/// What became ready, whichever backend said so.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Event {
+    pub token: usize,
+    pub readable: bool,
+    pub writable: bool,
+    pub read_closed: bool,
+    pub error: bool,
+}
+
+/// The running backend.
+pub(super) enum Io {
+    Epoll(Epoll),
+    Uring(Box<Uring>),
+}
+
+/// The backend the environment asks for, or the default.
+fn choice() -> Choice {
+    match std::env::var("BUSBAR_IO_BACKEND").as_deref() {
+        Ok("epoll") => Choice::Epoll,
+        Ok("uring") | Ok("io_uring") => Choice::Uring,
+        Ok("") | Err(_) => DEFAULT,
+        Ok(other) => {
+            crate::log::warning(&format!(
+                "Unknown BUSBAR_IO_BACKEND \"{other}\" (epoll or uring); using the default"
+            ));
+            DEFAULT
+        }
+    }
+}
+
+impl Io {
+    /// The chosen backend; io_uring falls back to epoll where it is not
+    /// available.
+    pub fn new() -> Result<Io, String> {
+        if choice() == Choice::Uring {
+            match Uring::new() {
+                Ok(u) => return Ok(Io::Uring(Box::new(u))),
+                Err(e) => {
+                    if std::env::var_os("BUSBAR_IO_BACKEND").is_some() {
+                        crate::log::warning(&format!(
+                            "io_uring is not available ({e}); using epoll"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(Io::Epoll(Epoll::new()?))
+    }
+
+    /// Which one runs.
+    #[allow(dead_code)]
+    pub fn which(&self) -> Choice {
+        match self {
+            Io::Epoll(_) => Choice::Epoll,
+            Io::Uring(_) => Choice::Uring,
+        }
+    }
+
+    /// Watches `fd` for input (edge-triggered: one event per arrival),
+    /// reported under `token`.
+    pub fn register(&mut self, fd: RawFd, token: usize) -> io::Result<()> {
+        match self {
+            Io::Epoll(e) => e.register(fd, token),
+            Io::Uring(u) => u.register(fd, token),
+        }
+    }
+
+    /// Stops watching `fd`, before it is closed.
+    pub fn deregister(&mut self, fd: RawFd, token: usize) {
+        match self {
+            Io::Epoll(e) => e.deregister(fd),
+            Io::Uring(u) => u.deregister(token),
+        }
+    }
+
+    /// A function the worker threads call to wake the loop; it reports
+    /// `token` readable.
+    pub fn waker(
+        &mut self,
+        token: usize,
+    ) -> Result<std::sync::Arc<dyn Fn() + Send + Sync>, String> {
+        match self {
+            Io::Epoll(e) => e.waker(token),
+            Io::Uring(u) => u.waker(token),
+        }
+    }
+
+    /// The waker's event arrived (io_uring's must be drained).
+    pub fn woken(&mut self) {
+        if let Io::Uring(u) = self {
+            u.woken();
+        }
+    }
+
+    /// Writes (or, with io_uring, queues the write of) what peer `id` has
+    /// queued; arranges to be told when a full socket takes more.
+    pub fn flush_peer(&mut self, bus: &mut Bus, id: u64) {
+        match self {
+            Io::Epoll(e) => e.flush_peer(bus, id),
+            Io::Uring(u) => u.flush_peer(bus, id),
+        }
+    }
+
+    /// Completes every queued write, so the peers' queues may be changed
+    /// and their sockets closed or handed over.
+    pub fn settle(&mut self, bus: &mut Bus) {
+        if let Io::Uring(u) = self {
+            u.settle(bus);
+        }
+    }
+
+    /// Submits what is queued and waits (at most `timeout`) for events,
+    /// appended to `events`.
+    pub fn wait(
+        &mut self,
+        bus: &mut Bus,
+        events: &mut Vec<Event>,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        match self {
+            Io::Epoll(e) => e.wait(events, timeout),
+            Io::Uring(u) => u.wait(bus, events, timeout),
+        }
+    }
+}
