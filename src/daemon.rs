@@ -366,6 +366,9 @@ struct Loop {
     throttled: Vec<u64>,
     /// accept() is paused while max_incomplete_connections are incomplete.
     accept_paused: bool,
+    /// Which listeners are watched level-triggered (see
+    /// [`Loop::set_listeners_level_triggered`]).
+    listener_level: Vec<bool>,
     /// inotify on /run/systemd/users and /run/console (at_console).
     console: Option<crate::userdb::ConsoleWatch>,
     /// Connections whose peer has shut down its side (or that had an
@@ -438,7 +441,7 @@ impl Loop {
             r.map_err(|e| e.to_string())?;
         }
         let n_listeners = listeners.len();
-        Ok(Loop {
+        let mut l = Loop {
             poll,
             wiring,
             reexec_signalled: false,
@@ -450,11 +453,14 @@ impl Loop {
             ready: ReadyQueue::default(),
             round: Vec::new(),
             accept_ready: vec![false; n_listeners],
+            listener_level: vec![false; n_listeners],
             throttled: Vec::new(),
             accept_paused: false,
             console: None,
             read_closed: std::collections::HashSet::new(),
-        })
+        };
+        l.set_listeners_level_triggered(true);
+        Ok(l)
     }
 
     /// Watches the SELinux AVC's netlink socket (policy reloads, enforcing
@@ -701,6 +707,7 @@ impl Loop {
         {
             self.accept_paused = false;
             self.accept_ready.fill(true);
+            self.set_listeners_level_triggered(true);
         }
     }
 
@@ -720,8 +727,48 @@ impl Loop {
         quit
     }
 
+    /// Watches the listeners level-triggered (`level`) or edge-triggered,
+    /// as mio registered them. Level-triggered, the loop accepts one
+    /// connection per listener and round and learns from the next poll
+    /// whether more wait, instead of from an accept that fails with EAGAIN
+    /// (one syscall per connection). While accepting is paused they are
+    /// edge-triggered, or a full backlog would wake every poll.
+    fn set_listeners_level_triggered(&mut self, level: bool) {
+        use std::os::fd::AsRawFd;
+        let epfd = self.poll.as_raw_fd();
+        for (i, b) in self.listeners.iter().enumerate() {
+            if self.listener_level.get(i) == Some(&level) {
+                continue;
+            }
+            let fd = match &b.listener {
+                crate::transport::listener::Listener::Unix(l) => l.as_raw_fd(),
+                crate::transport::listener::Listener::Tcp(l) => l.as_raw_fd(),
+            };
+            let mut events = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+            if !level {
+                events |= libc::EPOLLET as u32;
+            }
+            let mut ev = libc::epoll_event {
+                events,
+                u64: (LISTENER_BASE + i) as u64,
+            };
+            // SAFETY: `epfd` is the poll's epoll fd and `fd` a listener
+            // registered in it, both open for as long as `self` lives; `ev`
+            // is a valid epoll_event for the call. Only the trigger mode
+            // changes: the token is the one mio registered (mio reads it
+            // back from the event's data).
+            let r = unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_MOD, fd, &mut ev) };
+            if r == 0 {
+                if let Some(l) = self.listener_level.get_mut(i) {
+                    *l = level;
+                }
+            }
+        }
+    }
+
     /// Accepts at most [`ACCEPTS_PER_ROUND`] connections from listener
-    /// `idx`; `accept_ready` says whether more may be waiting.
+    /// `idx` (one if it is level-triggered); `accept_ready` says whether
+    /// more may be waiting.
     fn accept(&mut self, bus: &mut Bus, idx: usize) {
         for _ in 0..ACCEPTS_PER_ROUND {
             if bus.incomplete() as u64 >= bus.limits().max_incomplete_connections {
@@ -729,6 +776,7 @@ impl Loop {
                 // times out (dbus-daemon, fd.o #80919).
                 self.accept_paused = true;
                 self.accept_ready[idx] = false;
+                self.set_listeners_level_triggered(false);
                 return;
             }
             let Some(b) = self.listeners.get(idx) else {
@@ -747,6 +795,11 @@ impl Loop {
                     }
                     let got = bus.add_peer(stream);
                     debug_assert_eq!(got, id);
+                    if self.listener_level.get(idx) == Some(&true) {
+                        // The next poll says whether more are waiting.
+                        self.accept_ready[idx] = false;
+                        return;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.accept_ready[idx] = false;
@@ -961,7 +1014,11 @@ impl Loop {
                     // Best effort: what was already queued (e.g. a last
                     // REJECTED) may still fit in the socket.
                     let _ = p.flush();
-                    let _ = self.poll.registry().deregister(&mut p.stream);
+                    // No EPOLL_CTL_DEL: closing the socket (its only fd:
+                    // sockets are never duplicated) removes it from the
+                    // epoll set, and ids are never reused, so an event
+                    // already collected for it finds no peer.
+                    drop(p);
                 }
             }
             self.flush(bus);

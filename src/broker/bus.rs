@@ -275,10 +275,20 @@ impl Bus {
     }
 
     fn send_name_signal(&mut self, peer: u64, member: &str, name: &str) {
-        let Some(dest) = self.unique_name(peer) else {
+        let Some(p) = self.peers.get(&peer) else {
             return;
         };
+        let Some(dest) = p.unique_name.clone() else {
+            return;
+        };
+        let closing = p.closing;
         let serial = self.next_serial();
+        if closing && self.monitors.is_empty() {
+            // A connection being disconnected never reads it (dbus-daemon
+            // sends it once the connection is gone, so only monitors see
+            // it): not built, and no write that could only fail.
+            return;
+        }
         let mut w = crate::wire::marshal::Writer::new();
         w.string(name);
         let bytes = build::signal(
@@ -296,6 +306,11 @@ impl Bus {
     /// Broadcasts NameOwnerChanged.
     pub fn emit_owner_changed(&mut self, name: &str, old: &str, new: &str) {
         let serial = self.next_serial();
+        if !self.anyone_sees_broadcasts() {
+            // Nobody could see it (every connection's churn passes here
+            // twice): not even built.
+            return;
+        }
         let mut w = crate::wire::marshal::Writer::new();
         w.string(name);
         w.string(old);
