@@ -2,6 +2,7 @@
 //! configuration they run under. One thread owns it; no locks.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -44,7 +45,9 @@ pub struct Bus {
     /// Connections by id.
     pub(super) peers: super::idmap::IdMap<Peer>,
     /// Unique name -> connection id.
-    pub(super) unique: HashMap<Rc<str>, u64>,
+    /// Unique names (bus-assigned, so nobody chooses colliding keys: the
+    /// id hasher instead of SipHash).
+    pub(super) unique: HashMap<Rc<str>, u64, BuildHasherDefault<super::idmap::IdHasher>>,
     /// Well-known names.
     pub(super) names: Registry,
     /// Outstanding method calls.
@@ -115,7 +118,7 @@ impl Bus {
         let users = super::quota::Users::new(&config.limits);
         Bus {
             peers: super::idmap::IdMap::default(),
-            unique: HashMap::new(),
+            unique: HashMap::default(),
             names: Registry::default(),
             replies: Replies::default(),
             deadlines: super::deadlines::Deadlines::default(),

@@ -461,6 +461,9 @@ impl HeaderBuilder {
         serial: u32,
     ) -> Self {
         buf.clear();
+        // A recycled buffer keeps its capacity; a new one gets room for
+        // the usual header at once rather than regrowing field by field.
+        buf.reserve(256);
         buf.extend_from_slice(&[endian.marker(), msg_type, flags, 1]);
         let mut b = HeaderBuilder { buf, endian };
         b.put_u32(body_len);
