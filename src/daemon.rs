@@ -647,15 +647,25 @@ impl Loop {
         }
     }
 
-    /// Gives each connection of this round one turn.
+    /// Gives each connection of this round one turn: first those that
+    /// became ready since the last round, sharing [`BYTES_PER_ROUND`], whose
+    /// output (a quiet client's reply) is then flushed at once; then those
+    /// that used their whole last turn (flooders) and connections that have
+    /// not completed Hello, [`MIN_BYTES_PER_TURN`] each. A round is short
+    /// however many flood, so a call that arrives meanwhile waits little
+    /// for the next round, where it goes first.
     fn serve_round(&mut self, bus: &mut Bus) {
         let mut round = std::mem::take(&mut self.round);
-        self.ready
+        let fresh = self
+            .ready
             .take_round(&mut round, INCOMPLETE_TURNS_PER_ROUND);
-        let bytes =
-            (BYTES_PER_ROUND / round.len().max(1)).clamp(MIN_BYTES_PER_TURN, BYTES_PER_TURN);
-        for &id in &round {
-            match self.turn(bus, id, bytes) {
+        let bytes = (BYTES_PER_ROUND / fresh.max(1)).clamp(MIN_BYTES_PER_TURN, BYTES_PER_TURN);
+        for (i, &id) in round.iter().enumerate() {
+            if i == fresh && bus.has_dirty() {
+                self.flush(bus);
+            }
+            let budget = if i < fresh { bytes } else { MIN_BYTES_PER_TURN };
+            match self.turn(bus, id, budget) {
                 TurnEnd::Exhausted => self.ready.requeue(id, Self::class_of(bus, id)),
                 TurnEnd::Drained | TurnEnd::Gone => self.ready.done(id),
                 TurnEnd::Throttled => {
