@@ -34,6 +34,14 @@ pub const MAX_BODY_DEPTH: usize = 64;
 /// The cost is linear in the body's length whatever the signature: the
 /// signature (and each variant's) is compiled once into a [`Program`].
 pub fn validate_body(sig: &[u8], body: &[u8], endian: Endian) -> Result<(), WireError> {
+    if sig.is_empty() {
+        // No arguments (Hello, GetId, ...): nothing to compile or walk.
+        return if body.is_empty() {
+            Ok(())
+        } else {
+            Err(WireError("body has trailing bytes"))
+        };
+    }
     validate_signature(sig)?;
     let prog = Program::compile(sig)?;
     let mut v = Validator {
