@@ -309,6 +309,12 @@ def worker(who, rfd, wfd, sockpath):
                             while cc.pump(0):
                                 pass
                 res = {"serials": serials}
+            elif op == "sync":
+                # A round trip on the sending connection: the bus handles a
+                # connection's messages in order, so once this returns it
+                # has routed everything sent before it.
+                conns[cmd["label"]].call("GetId")
+                res = {}
             elif op == "drain":
                 res = {"inbox": conns[cmd["label"]].drain()}
             elif op == "pump":
@@ -594,6 +600,11 @@ def run_cases(sockpath, workers):
             serial_of[(unique[label], s)] = c["id"]
         for w in workers.values():
             w(op="pump")
+    # A receiver's own round trip orders nothing against other connections
+    # (a loaded bus may not have read a sender's socket yet), so every
+    # sender makes one first.
+    for label in by_sender:
+        labels[label](op="sync", label=label)
     inbox = {label: labels[label](op="drain", label=label)["inbox"] for label in labels}
 
     # phase 2: replies
@@ -621,6 +632,8 @@ def run_cases(sockpath, workers):
         for (rid, _), s in zip(items, serials):
             serial_of[(label, s)] = rid
             serial_of[(unique[label], s)] = rid
+    for label in plans:
+        labels[label](op="sync", label=label)
     inbox2 = {label: labels[label](op="drain", label=label)["inbox"] for label in labels}
 
     # signals from the bus driver each connection was allowed to receive

@@ -2,10 +2,10 @@
 //! reply is delivered once and only when it was asked for, callers learn
 //! when the callee disconnects, and calls time out after reply_timeout.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 use std::time::Instant;
 
-use super::idmap::IdMap;
+use super::idmap::{IdMap, KeyedMap, KeyedSet};
 
 #[derive(Debug, Clone, Copy)]
 struct Pending {
@@ -27,14 +27,14 @@ pub enum ExpectError {
 /// leaves is handled from its own entry, whatever else is pending.
 #[derive(Debug, Default)]
 struct Own {
-    calls: HashSet<u32>,
-    owed: HashSet<(u64, u32)>,
+    calls: KeyedSet<u32>,
+    owed: KeyedSet<(u64, u32)>,
 }
 
 /// Outstanding method calls, keyed by (caller, serial).
 #[derive(Debug, Default)]
 pub struct Replies {
-    pending: HashMap<(u64, u32), Pending>,
+    pending: KeyedMap<(u64, u32), Pending>,
     by_peer: IdMap<Own>,
     deadlines: BTreeSet<(Instant, u64, u32)>,
 }

@@ -14,7 +14,7 @@
 
 use super::names::validate_object_path;
 use super::signature::{alignment, fixed_size, single_type_len, validate_signature};
-use super::sigprog::{Op, Program};
+use super::sigprog::{with_compiled, Op, Program};
 use super::{Endian, WireError, MAX_ARRAY_LEN};
 
 /// Maximum total nesting of arrays, structs, dict entries and variants in a
@@ -35,26 +35,26 @@ pub const MAX_BODY_DEPTH: usize = 64;
 /// signature (and each variant's) is compiled once into a [`Program`].
 pub fn validate_body(sig: &[u8], body: &[u8], endian: Endian) -> Result<(), WireError> {
     if sig.is_empty() {
-        // No arguments (Hello, GetId, ...): nothing to compile or walk.
+        // No values (most method returns): nothing to compile.
         return if body.is_empty() {
             Ok(())
         } else {
-            Err(WireError("body has trailing bytes"))
+            Err(TRAILING)
         };
     }
-    validate_signature(sig)?;
-    let prog = Program::compile(sig)?;
     let mut v = Validator {
         buf: body,
         pos: 0,
         endian,
     };
-    v.run(prog.ops(), 0, prog.ops().len(), 0)?;
+    with_compiled(sig, |prog| v.run(prog.ops(), 0, prog.ops().len(), 0))??;
     if v.pos != body.len() {
-        return Err(WireError("body has trailing bytes"));
+        return Err(TRAILING);
     }
     Ok(())
 }
+
+const TRAILING: WireError = WireError("body has trailing bytes");
 
 struct Validator<'a> {
     buf: &'a [u8],

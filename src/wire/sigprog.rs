@@ -13,8 +13,76 @@
 //! bytes, and each byte gives at most one step), so compiling allocates
 //! nothing.
 
-use super::signature::MAX_SIGNATURE_LEN;
+use std::cell::RefCell;
+
+use super::signature::{validate_signature, MAX_SIGNATURE_LEN};
 use super::WireError;
+
+/// How many recently compiled top-level signatures each thread keeps.
+const CACHED: usize = 4;
+
+/// A signature and its program.
+struct Entry {
+    sig: [u8; MAX_SIGNATURE_LEN],
+    len: usize,
+    prog: Program,
+}
+
+/// The last few signatures compiled by [`with_compiled`]: a bus sees the
+/// same few signatures over and over, and compiling one (which fills a
+/// 255-step table) costs more than validating a short body.
+struct Cache {
+    entries: [Option<Entry>; CACHED],
+    next: usize,
+}
+
+thread_local! {
+    static CACHE: RefCell<Cache> = const {
+        RefCell::new(Cache {
+            entries: [const { None }; CACHED],
+            next: 0,
+        })
+    };
+}
+
+/// Validates `sig` and calls `f` with its compiled program, reusing the
+/// program of a recent identical signature (which was validated when it
+/// was compiled). Allocates nothing.
+pub fn with_compiled<R>(sig: &[u8], f: impl FnOnce(&Program) -> R) -> Result<R, WireError> {
+    CACHE.with(|cache| {
+        let Ok(mut cache) = cache.try_borrow_mut() else {
+            // Re-entered from `f` (the validator compiles variants itself,
+            // so this does not happen): compile afresh.
+            validate_signature(sig)?;
+            return Ok(f(&Program::compile(sig)?));
+        };
+        let hit = cache
+            .entries
+            .iter()
+            .position(|e| e.as_ref().is_some_and(|e| e.sig.get(..e.len) == Some(sig)));
+        let at = match hit {
+            Some(i) => i,
+            None => {
+                validate_signature(sig)?;
+                let prog = Program::compile(sig)?;
+                let mut key = [0u8; MAX_SIGNATURE_LEN];
+                key.get_mut(..sig.len()).ok_or(BAD)?.copy_from_slice(sig);
+                let i = cache.next;
+                cache.next = (i + 1) % CACHED;
+                cache.entries[i] = Some(Entry {
+                    sig: key,
+                    len: sig.len(),
+                    prog,
+                });
+                i
+            }
+        };
+        match &cache.entries[at] {
+            Some(e) => Ok(f(&e.prog)),
+            None => Err(BAD),
+        }
+    })
+}
 
 /// One step of a compiled signature. Depths are static: the number of
 /// containers (arrays, structs, dict entries) around the value within its
@@ -287,5 +355,32 @@ mod tests {
         assert!(Program::compile(&[b'y'; 255]).is_ok());
         let nested = format!("{}y{}", "(".repeat(127), ")".repeat(127));
         assert!(Program::compile(nested.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn cached_programs_match_fresh_ones() {
+        // More signatures than the cache holds, each asked for twice, in
+        // an order that makes entries both hit and get evicted.
+        let sigs = ["ay", "s", "a{sv}", "(ii)", "as", "u", "a(oa{sa{sv}})"];
+        for round in 0..3 {
+            for s in sigs.iter().chain(sigs.iter().rev()) {
+                let got = with_compiled(s.as_bytes(), |p| p.ops().to_vec()).unwrap();
+                assert_eq!(got, ops(s), "{s} in round {round}");
+            }
+        }
+    }
+
+    #[test]
+    fn cache_never_accepts_an_invalid_signature() {
+        with_compiled(b"ay", |_| ()).unwrap();
+        for bad in ["a", "(", "a{vs}", "z", "ay)"] {
+            assert!(with_compiled(bad.as_bytes(), |_| ()).is_err(), "{bad}");
+            // A second time, now that it could have been cached.
+            assert!(with_compiled(bad.as_bytes(), |_| ()).is_err(), "{bad}");
+        }
+        assert!(with_compiled(&[b'y'; 256], |_| ()).is_err());
+        // A prefix of a cached signature is not a hit.
+        with_compiled(b"(ii)", |_| ()).unwrap();
+        assert!(with_compiled(b"(i", |_| ()).is_err());
     }
 }
