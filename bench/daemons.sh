@@ -21,6 +21,7 @@ build_dbus_client() {
 
 # Builds the dbus-broker controller into target/bench/ (installs dbus-broker libsystemd-dev).
 build_broker_ctl() {
+    mkdir -p "$root/target/bench"
     broker_ctl="$root/target/bench/dbus-broker-standalone"
     if [ ! -x /usr/bin/dbus-broker ] || ! pkg-config --exists libsystemd 2>/dev/null; then
         bench_log "installing dbus-broker libsystemd-dev (apt-get)"

@@ -259,6 +259,8 @@ fn run_inner(opts: Options, mut prints: PrintFds) -> Result<(), String> {
         }
     }
     let guid = crate::guid::random_guid()?;
+    // GetId's answer, made the same way (never all zeros).
+    let bus_id = crate::guid::random_guid()?;
     let address: String = bound
         .iter()
         .map(|b| format!("{},guid={guid}", b.address))
@@ -322,7 +324,7 @@ fn run_inner(opts: Options, mut prints: PrintFds) -> Result<(), String> {
         }
     };
     let sasl = Rc::new(crate::config::sasl_config(&cfg, &guid));
-    let mut bus = Bus::new(Rc::new(cfg), sasl, guid);
+    let mut bus = Bus::new(Rc::new(cfg), sasl, guid, bus_id);
     bus.set_mac(mac);
     bus.set_start_info(opts.systemd_activation, address.clone());
     let wiring = Rc::new(crate::wiring::Wiring {

@@ -21,6 +21,23 @@ fn guid_from<E: std::fmt::Display>(
 mod tests {
     use super::guid_from;
 
+    /// Issue 9: "A getrandom failure yields an all-zero GUID." The bus
+    /// GUID and GetId's id both come from `random_guid` (GetId's used to
+    /// come from a getrandom whose error was ignored); a failing random
+    /// source, also one that fails after filling part of the buffer, gives
+    /// an error (start-up fails), never a GUID of zeros.
+    #[test]
+    fn getrandom_failure_never_yields_an_all_zero_guid() {
+        for filled in [0usize, 1, 8, 15] {
+            let r = guid_from(|b: &mut [u8]| {
+                b[..filled].fill(0);
+                Err(std::io::Error::from_raw_os_error(libc::ENOSYS))
+            });
+            let e = r.expect_err("a failed source must not give a GUID");
+            assert!(e.starts_with("Could not generate the bus GUID: "), "{e}");
+        }
+    }
+
     #[test]
     fn a_failing_random_source_fails_start_up() {
         let e = guid_from(|_: &mut [u8]| Err("no entropy")).unwrap_err();

@@ -1,11 +1,18 @@
 //! Issue 9, point 2: one user filling the bus does not hurt another. The
 //! user nobody opens receivers that never read and senders that blast 4 KiB
-//! signals at them; meanwhile root makes paced calls to a root service.
-//! Every root call must be answered, in generous time, and the daemon must
-//! stay alive with bounded memory. Runs as root (it starts the flood as
-//! uid 65534); it passes against dbus-daemon too, whose per-connection
-//! limits already protect root in this shape (the difference is memory,
-//! which bench/userflood measures).
+//! signals at them (sender i to receiver i, as unicast signals, so nothing
+//! is shared among the queues); meanwhile root makes paced calls to a root
+//! service and sends it a signal after each. Every root call must be
+//! answered and every root signal delivered, in generous time, and the
+//! daemon must stay alive. Runs as root (it starts the flood as uid 65534).
+//!
+//! With max_outgoing_bytes = 8 MiB the receivers' queues may hold
+//! 32 x 8 MiB by dbus-daemon's per-connection limits alone; busbar's
+//! per-user share keeps nobody's queued bytes within a bus-wide budget of
+//! 32 MiB, so its peak RSS is checked against 96 MiB (dbus-daemon, which
+//! has no per-user accounting, is only reported: it peaks at hundreds of
+//! MiB here). bench/userflood measures the same with 64 + 64 libdbus
+//! clients.
 
 mod common;
 
@@ -17,8 +24,8 @@ use std::time::{Duration, Instant};
 use common::*;
 
 const NOBODY: u32 = 65534;
-const RECEIVERS: usize = 16;
-const SENDERS: usize = 8;
+const RECEIVERS: usize = 32;
+const SENDERS: usize = 32;
 const FLOOD: Duration = Duration::from_secs(10);
 const CALLS: usize = 150;
 const ADDR_VAR: &str = "BUSBAR_USER_QUOTA_FLOOD_ADDRESS";
@@ -61,8 +68,9 @@ fn flood_helper() {
         receivers.push(r);
     }
     let threads: Vec<_> = (0..SENDERS)
-        .map(|_| {
+        .map(|i| {
             let address = address.clone();
+            let target = receivers[i % RECEIVERS].unique_name.clone();
             std::thread::spawn(move || {
                 let mut s = connect_as_me(&address);
                 let mut w = W::new();
@@ -72,6 +80,7 @@ fn flood_helper() {
                 let end = Instant::now() + FLOOD;
                 while Instant::now() < end {
                     let m = MsgBuilder::signal(0, "/flood", "org.example.Flood", "Blast")
+                        .field_str(F_DESTINATION, 's', &target)
                         .body("ay", body.clone());
                     // Blocks while the bus pushes back; the parent kills
                     // this process when the flood is over.
@@ -107,8 +116,8 @@ fn user_flood_leaves_another_users_calls_unharmed() {
     }
     let mut bus = Bus::start_with(
         r#"<policy context="default"><allow user="*"/></policy>
-           <limit name="max_incoming_bytes">1048576</limit>
-           <limit name="max_outgoing_bytes">1048576</limit>"#,
+           <limit name="max_incoming_bytes">8388608</limit>
+           <limit name="max_outgoing_bytes">8388608</limit>"#,
     );
     // nobody must reach the socket.
     use std::os::unix::fs::PermissionsExt;
@@ -116,17 +125,25 @@ fn user_flood_leaves_another_users_calls_unharmed() {
 
     let mut service = Client::connect(&bus);
     assert_eq!(service.request_name("org.example.RootEcho", 0), 1);
-    let server = std::thread::spawn(move || loop {
-        let m = service.recv();
-        if m.msg_type != METHOD_CALL {
-            continue;
-        }
-        let r = MsgBuilder::new(METHOD_RETURN, 0)
-            .field_u32(F_REPLY_SERIAL, m.serial)
-            .field_str(F_DESTINATION, 's', m.sender.as_deref().unwrap_or(""));
-        service.send(r);
-        if m.member.as_deref() == Some("Stop") {
-            return;
+    // Answers calls; counts root's "Note" signals, returned at Stop.
+    let server = std::thread::spawn(move || {
+        let mut notes = 0usize;
+        loop {
+            let m = service.recv();
+            if m.is_signal("org.example.Echo", "Note") {
+                notes += 1;
+                continue;
+            }
+            if m.msg_type != METHOD_CALL {
+                continue;
+            }
+            let r = MsgBuilder::new(METHOD_RETURN, 0)
+                .field_u32(F_REPLY_SERIAL, m.serial)
+                .field_str(F_DESTINATION, 's', m.sender.as_deref().unwrap_or(""));
+            service.send(r);
+            if m.member.as_deref() == Some("Stop") {
+                return notes;
+            }
         }
     });
 
@@ -161,6 +178,13 @@ fn user_flood_leaves_another_users_calls_unharmed() {
         let r = caller.wait_reply(s);
         assert_eq!(r.msg_type, METHOD_RETURN, "root call {i} failed: {r:?}");
         rtts.push(t.elapsed());
+        caller.send(
+            MsgBuilder::signal(0, "/", "org.example.Echo", "Note").field_str(
+                F_DESTINATION,
+                's',
+                "org.example.RootEcho",
+            ),
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     println!("root calls done after {:?}", started.elapsed());
@@ -192,11 +216,17 @@ fn user_flood_leaves_another_users_calls_unharmed() {
         vec![],
     );
     assert_eq!(caller.wait_reply(s).msg_type, METHOD_RETURN);
-    server.join().expect("root service");
+    let notes = server.join().expect("root service");
+    assert_eq!(notes, CALLS, "root's signals to its service were lost");
 
     assert!(p99 < Duration::from_millis(500), "root's p99 {p99:?}");
     assert!(max < Duration::from_secs(2), "root's slowest call {max:?}");
-    assert!(hwm < 256 * 1024, "daemon peak RSS {} MiB", hwm / 1024);
+    if is_reference_daemon() {
+        // No per-user accounting: reported only (it reaches hundreds of MiB).
+        eprintln!("reference daemon: peak RSS {} MiB", hwm / 1024);
+    } else {
+        assert!(hwm < 96 * 1024, "daemon peak RSS {} MiB", hwm / 1024);
+    }
     assert!(bus.is_alive());
     assert_bus_healthy(&mut bus, &mut caller);
 }

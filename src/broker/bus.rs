@@ -105,16 +105,11 @@ pub struct Bus {
     pub(super) mac: crate::mac::Mac,
 }
 
-/// 32 random hex digits.
-fn random_id() -> String {
-    let mut b = [0u8; 16];
-    let _ = getrandom::getrandom(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 impl Bus {
-    /// A bus with no connections.
-    pub fn new(config: Rc<Config>, sasl: Rc<SaslConfig>, guid: String) -> Bus {
+    /// A bus with no connections: `guid` for the addresses, `id` for GetId
+    /// (both from [`crate::guid::random_guid`], which fails rather than
+    /// give an all-zero one).
+    pub fn new(config: Rc<Config>, sasl: Rc<SaslConfig>, guid: String, id: String) -> Bus {
         let users = super::quota::Users::new(&config.limits);
         Bus {
             peers: super::idmap::IdMap::default(),
@@ -127,7 +122,7 @@ impl Bus {
             config,
             sasl,
             guid,
-            id: random_id(),
+            id,
             serial: 0,
             dirty: Vec::new(),
             to_close: Vec::new(),

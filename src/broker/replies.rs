@@ -31,10 +31,51 @@ struct Own {
     owed: KeyedSet<(u64, u32)>,
 }
 
+/// The pending calls by (caller, serial). Reached only through these
+/// methods, each of which counts the entries it looks at in tests, so a
+/// test can tell a lookup from a scan.
+#[derive(Debug, Default)]
+struct Table {
+    map: KeyedMap<(u64, u32), Pending>,
+    #[cfg(test)]
+    visited: std::cell::Cell<usize>,
+}
+
+impl Table {
+    #[inline]
+    fn visit(&self, _n: usize) {
+        #[cfg(test)]
+        self.visited.set(self.visited.get() + _n);
+    }
+
+    fn get(&self, k: &(u64, u32)) -> Option<&Pending> {
+        self.visit(1);
+        self.map.get(k)
+    }
+
+    fn insert(&mut self, k: (u64, u32), p: Pending) {
+        self.visit(1);
+        self.map.insert(k, p);
+    }
+
+    fn remove(&mut self, k: &(u64, u32)) -> Option<Pending> {
+        self.visit(1);
+        self.map.remove(k)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&(u64, u32), &Pending)> + '_ {
+        self.map.iter().inspect(|_| self.visit(1))
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
 /// Outstanding method calls, keyed by (caller, serial).
 #[derive(Debug, Default)]
 pub struct Replies {
-    pending: KeyedMap<(u64, u32), Pending>,
+    pending: Table,
     by_peer: IdMap<Own>,
     deadlines: BTreeSet<(Instant, u64, u32)>,
 }
@@ -167,7 +208,7 @@ impl Replies {
 
     /// Whether no call waits for a reply.
     pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.pending.len() == 0
     }
 }
 
@@ -190,6 +231,46 @@ mod tests {
         assert!(!r.take(1, 2, 10));
         assert_eq!(r.peer_gone(3), vec![(1, 11)]);
         assert_eq!(r.count_for(1), 0);
+    }
+
+    /// Issue 9: "`Replies::peer_gone` scans all pending replies." With
+    /// 10,000 replies pending between other peers, a peer that leaves with
+    /// two calls of its own and one it owes costs a look at those three
+    /// entries (each removal looks once), not at all of them; the others
+    /// stay pending.
+    #[test]
+    fn replies_peer_gone_visits_only_its_own_replies() {
+        let mut r = Replies::default();
+        for caller in 100..200u64 {
+            for serial in 1..=100 {
+                r.expect(caller, caller + 1000, serial, None, 1000).unwrap();
+            }
+        }
+        r.expect(7, 100, 1, None, 10).unwrap(); // 7 waits on 100
+        r.expect(7, 101, 2, None, 10).unwrap(); // and on 101
+        r.expect(100, 7, 500, None, 1000).unwrap(); // 100 waits on 7
+        assert_eq!(r.len(), 10_003);
+        r.pending.visited.set(0);
+        assert_eq!(r.peer_gone(7), vec![(100, 500)]);
+        // One remove per entry (a lookup and removal each).
+        assert_eq!(
+            r.pending.visited.get(),
+            3,
+            "peer_gone looked beyond its own entries"
+        );
+        assert_eq!(r.len(), 10_000);
+        assert_eq!(r.count_for(7), 0);
+        assert_eq!(r.count_for(100), 100);
+        // A late reply from 100 or 101 to the gone peer is not expected any
+        // more; the others' are.
+        assert!(!r.take(7, 100, 1));
+        assert!(!r.take(7, 101, 2));
+        assert!(r.take(100, 1100, 1));
+        assert!(r.take(199, 1199, 100));
+        // A peer that had nothing pending costs nothing.
+        r.pending.visited.set(0);
+        assert!(r.peer_gone(12345).is_empty());
+        assert_eq!(r.pending.visited.get(), 0);
     }
 
     #[test]

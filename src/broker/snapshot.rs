@@ -508,9 +508,8 @@ impl Bus {
     ) -> Result<Bus, String> {
         check(&st)?;
         let now = Instant::now();
-        let mut bus = Bus::new(config, sasl, st.guid.clone());
+        let mut bus = Bus::new(config, sasl, st.guid.clone(), st.id.clone());
         bus.mac = mac;
-        bus.id = st.id;
         bus.next_unique = st.next_unique;
         bus.next_id = st.next_id;
         bus.serial = st.serial;
