@@ -377,6 +377,9 @@ struct Loop {
     throttled: Vec<u64>,
     /// accept() is paused while max_incomplete_connections are incomplete.
     accept_paused: bool,
+    /// Which listeners are watched level-triggered (see
+    /// [`Loop::set_listeners_level_triggered`]).
+    listener_level: Vec<bool>,
     /// inotify on /run/systemd/users and /run/console (at_console).
     console: Option<crate::userdb::ConsoleWatch>,
     /// Connections whose peer has shut down its side (or that had an
@@ -433,7 +436,7 @@ impl Loop {
                 .map_err(|e| e.to_string())?;
         }
         let n_listeners = listeners.len();
-        Ok(Loop {
+        let mut l = Loop {
             io,
             events: Vec::new(),
             wiring,
@@ -446,11 +449,14 @@ impl Loop {
             ready: ReadyQueue::default(),
             round: Vec::new(),
             accept_ready: vec![false; n_listeners],
+            listener_level: vec![false; n_listeners],
             throttled: Vec::new(),
             accept_paused: false,
             console: None,
             read_closed: std::collections::HashSet::new(),
-        })
+        };
+        l.set_listeners_level_triggered(true);
+        Ok(l)
     }
 
     /// Watches the SELinux AVC's netlink socket (policy reloads, enforcing
@@ -640,15 +646,25 @@ impl Loop {
         }
     }
 
-    /// Gives each connection of this round one turn.
+    /// Gives each connection of this round one turn: first those that
+    /// became ready since the last round, sharing [`BYTES_PER_ROUND`], whose
+    /// output (a quiet client's reply) is then flushed at once; then those
+    /// that used their whole last turn (flooders) and connections that have
+    /// not completed Hello, [`MIN_BYTES_PER_TURN`] each. A round is short
+    /// however many flood, so a call that arrives meanwhile waits little
+    /// for the next round, where it goes first.
     fn serve_round(&mut self, bus: &mut Bus) {
         let mut round = std::mem::take(&mut self.round);
-        self.ready
+        let fresh = self
+            .ready
             .take_round(&mut round, INCOMPLETE_TURNS_PER_ROUND);
-        let bytes =
-            (BYTES_PER_ROUND / round.len().max(1)).clamp(MIN_BYTES_PER_TURN, BYTES_PER_TURN);
-        for &id in &round {
-            match self.turn(bus, id, bytes) {
+        let bytes = (BYTES_PER_ROUND / fresh.max(1)).clamp(MIN_BYTES_PER_TURN, BYTES_PER_TURN);
+        for (i, &id) in round.iter().enumerate() {
+            if i == fresh && bus.has_dirty() {
+                self.flush(bus);
+            }
+            let budget = if i < fresh { bytes } else { MIN_BYTES_PER_TURN };
+            match self.turn(bus, id, budget) {
                 TurnEnd::Exhausted => self.ready.requeue(id, Self::class_of(bus, id)),
                 TurnEnd::Drained | TurnEnd::Gone => self.ready.done(id),
                 TurnEnd::Throttled => {
@@ -700,6 +716,7 @@ impl Loop {
         {
             self.accept_paused = false;
             self.accept_ready.fill(true);
+            self.set_listeners_level_triggered(true);
         }
     }
 
@@ -719,8 +736,33 @@ impl Loop {
         quit
     }
 
+    /// Watches the listeners level-triggered (`level`) or edge-triggered,
+    /// as mio registered them. Level-triggered, the loop accepts one
+    /// connection per listener and round and learns from the next poll
+    /// whether more wait, instead of from an accept that fails with EAGAIN
+    /// (one syscall per connection). While accepting is paused they are
+    /// edge-triggered, or a full backlog would wake every poll.
+    fn set_listeners_level_triggered(&mut self, level: bool) {
+        use std::os::fd::AsRawFd;
+        for (i, b) in self.listeners.iter().enumerate() {
+            if self.listener_level.get(i) == Some(&level) {
+                continue;
+            }
+            let fd = match &b.listener {
+                crate::transport::listener::Listener::Unix(l) => l.as_raw_fd(),
+                crate::transport::listener::Listener::Tcp(l) => l.as_raw_fd(),
+            };
+            if self.io.set_level_triggered(fd, LISTENER_BASE + i, level) {
+                if let Some(l) = self.listener_level.get_mut(i) {
+                    *l = level;
+                }
+            }
+        }
+    }
+
     /// Accepts at most [`ACCEPTS_PER_ROUND`] connections from listener
-    /// `idx`; `accept_ready` says whether more may be waiting.
+    /// `idx` (one if it is level-triggered); `accept_ready` says whether
+    /// more may be waiting.
     fn accept(&mut self, bus: &mut Bus, idx: usize) {
         for _ in 0..ACCEPTS_PER_ROUND {
             if bus.incomplete() as u64 >= bus.limits().max_incomplete_connections {
@@ -728,6 +770,7 @@ impl Loop {
                 // times out (dbus-daemon, fd.o #80919).
                 self.accept_paused = true;
                 self.accept_ready[idx] = false;
+                self.set_listeners_level_triggered(false);
                 return;
             }
             let Some(b) = self.listeners.get(idx) else {
@@ -742,6 +785,11 @@ impl Loop {
                     }
                     let got = bus.add_peer(stream);
                     debug_assert_eq!(got, id);
+                    if self.listener_level.get(idx) == Some(&true) {
+                        // The next poll says whether more are waiting.
+                        self.accept_ready[idx] = false;
+                        return;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.accept_ready[idx] = false;
@@ -924,7 +972,8 @@ impl Loop {
                     // Best effort: what was already queued (e.g. a last
                     // REJECTED) may still fit in the socket.
                     let _ = p.flush();
-                    self.io.deregister(p.stream.raw_fd(), id as usize);
+                    self.io.closing(p.stream.raw_fd(), id as usize);
+                    drop(p);
                 }
             }
             self.flush(bus);

@@ -57,12 +57,15 @@ impl ReadyQueue {
     /// then the clients that used their whole turn, then at most
     /// `max_incomplete` incomplete connections. Each stays queued until
     /// [`ReadyQueue::requeue`] or [`ReadyQueue::done`] is called for it.
-    pub fn take_round(&mut self, round: &mut Vec<u64>, max_incomplete: usize) {
+    /// Returns how many fresh clients lead the round.
+    pub fn take_round(&mut self, round: &mut Vec<u64>, max_incomplete: usize) -> usize {
         round.clear();
         round.extend(self.fresh.drain(..));
+        let fresh = round.len();
         round.append(&mut self.again);
         let n = self.incomplete.len().min(max_incomplete);
         round.extend(self.incomplete.drain(..n));
+        fresh
     }
 
     /// `id` used its whole turn and may have more: a client goes behind
@@ -110,7 +113,7 @@ mod tests {
         q.schedule(3, C);
         q.schedule(2, C);
         q.schedule(1, C);
-        q.take_round(&mut round, 4);
+        assert_eq!(q.take_round(&mut round, 4), 2);
         assert_eq!(round, [3, 2, 1]);
         for id in [1, 2, 3] {
             q.done(id);
@@ -128,7 +131,7 @@ mod tests {
             q.schedule(id, I);
         }
         q.schedule(1, C);
-        q.take_round(&mut round, 2);
+        assert_eq!(q.take_round(&mut round, 2), 1);
         assert_eq!(round, [1, 10, 11]);
         q.done(1);
         q.done(10);

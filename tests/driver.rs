@@ -491,3 +491,36 @@ fn name_has_owner_and_list_activatable() {
     assert_eq!(r.msg_type, METHOD_RETURN, "{r:?}");
     assert!(r.reader().str_array().iter().any(|n| n == DRIVER));
 }
+
+/// Calls to the driver reach eavesdroppers with the bus's SENDER, from the
+/// eavesdropper's first eavesdrop rule on: the daemon matches a message
+/// against the rules after the driver has handled it, so even the AddMatch
+/// that adds the first eavesdrop rule is seen by it (busbar builds that copy
+/// only while a monitor or an eavesdrop rule can see it). Checked to fail
+/// when the copy is built only for rules that existed before the call.
+#[test]
+fn eavesdropper_sees_driver_calls_from_its_first_rule() {
+    let bus = Bus::start();
+    let mut e = Client::connect(&bus);
+    let rule =
+        "type='method_call',interface='org.freedesktop.DBus',member='AddMatch',eavesdrop=true";
+    e.add_match(rule);
+    e.barrier();
+    let own = e.take_pending(|m| m.member.as_deref() == Some("AddMatch"));
+    assert_eq!(own.len(), 1, "its own AddMatch: {own:?}");
+    assert_eq!(
+        own[0].sender.as_deref(),
+        Some(e.unique_name.as_str()),
+        "{own:?}"
+    );
+    let mut other = Client::connect(&bus);
+    other.add_match("type='signal',interface='com.example.Nothing'");
+    e.barrier();
+    let seen = e.take_pending(|m| m.member.as_deref() == Some("AddMatch"));
+    assert_eq!(seen.len(), 1, "another's AddMatch: {seen:?}");
+    assert_eq!(
+        seen[0].sender.as_deref(),
+        Some(other.unique_name.as_str()),
+        "{seen:?}"
+    );
+}

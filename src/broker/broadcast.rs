@@ -268,7 +268,7 @@ impl Bus {
             body: None,
         };
         let head = m.head.clone();
-        let Ok(eh) = Header::parse(&head, 0) else {
+        let Ok(eh) = Header::parse_own(&head) else {
             return;
         };
         self.capture(
@@ -295,7 +295,7 @@ impl Bus {
             head: crate::transport::pool::Pooled::new(bytes),
             body: None,
         };
-        let Ok(h) = Header::parse(&m.head, 0) else {
+        let Ok(h) = Header::parse_own(&m.head) else {
             return;
         };
         let head = m.head.clone();
@@ -315,10 +315,15 @@ impl Bus {
         self.deliver(to, m);
     }
 
+    /// Whether a broadcast could reach anyone: a monitor, or a match rule.
+    pub fn anyone_sees_broadcasts(&self) -> bool {
+        !(self.monitors.is_empty() && self.matches.is_empty())
+    }
+
     /// Broadcasts a signal from the driver.
     pub fn broadcast_from_driver(&mut self, bytes: Vec<u8>) {
         // Nobody could see it: skip re-parsing what the driver just built.
-        if self.monitors.is_empty() && self.matches.is_empty() {
+        if !self.anyone_sees_broadcasts() {
             return;
         }
         let m = OutMsg {
@@ -326,7 +331,7 @@ impl Bus {
             body: None,
         };
         let head = m.head.clone();
-        let Ok(h) = Header::parse(&head, 0) else {
+        let Ok(h) = Header::parse_own(&head) else {
             return;
         };
         let v = View {

@@ -2,6 +2,7 @@
 //! configuration they run under. One thread owns it; no locks.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -44,7 +45,9 @@ pub struct Bus {
     /// Connections by id.
     pub(super) peers: super::idmap::IdMap<Peer>,
     /// Unique name -> connection id.
-    pub(super) unique: HashMap<Rc<str>, u64>,
+    /// Unique names (bus-assigned, so nobody chooses colliding keys: the
+    /// id hasher instead of SipHash).
+    pub(super) unique: HashMap<Rc<str>, u64, BuildHasherDefault<super::idmap::IdHasher>>,
     /// Well-known names.
     pub(super) names: Registry,
     /// Outstanding method calls.
@@ -110,7 +113,7 @@ impl Bus {
         let users = super::quota::Users::new(&config.limits);
         Bus {
             peers: super::idmap::IdMap::default(),
-            unique: HashMap::new(),
+            unique: HashMap::default(),
             names: Registry::default(),
             replies: Replies::default(),
             deadlines: super::deadlines::Deadlines::default(),
@@ -270,10 +273,20 @@ impl Bus {
     }
 
     fn send_name_signal(&mut self, peer: u64, member: &str, name: &str) {
-        let Some(dest) = self.unique_name(peer) else {
+        let Some(p) = self.peers.get(&peer) else {
             return;
         };
+        let Some(dest) = p.unique_name.clone() else {
+            return;
+        };
+        let closing = p.closing;
         let serial = self.next_serial();
+        if closing && self.monitors.is_empty() {
+            // A connection being disconnected never reads it (dbus-daemon
+            // sends it once the connection is gone, so only monitors see
+            // it): not built, and no write that could only fail.
+            return;
+        }
         let mut w = crate::wire::marshal::Writer::new();
         w.string(name);
         let bytes = build::signal(
@@ -291,6 +304,11 @@ impl Bus {
     /// Broadcasts NameOwnerChanged.
     pub fn emit_owner_changed(&mut self, name: &str, old: &str, new: &str) {
         let serial = self.next_serial();
+        if !self.anyone_sees_broadcasts() {
+            // Nobody could see it (every connection's churn passes here
+            // twice): not even built.
+            return;
+        }
         let mut w = crate::wire::marshal::Writer::new();
         w.string(name);
         w.string(old);

@@ -183,7 +183,8 @@ impl Bus {
                 return 0;
             }
             if let PeerState::Authenticating(sasl) = &mut p.state {
-                let mut out = Vec::new();
+                // Room for the usual answer (OK and the GUID) at once.
+                let mut out = Vec::with_capacity(64);
                 let (used, status) = sasl.feed(p.inbuf.data(), &mut out);
                 p.inbuf.consume(used);
                 if !out.is_empty() {

@@ -50,14 +50,18 @@ impl Bus {
             return;
         }
 
-        let head = Pooled::reuse(|b| forward_header_into(h, bytes, &sender_name, b));
-        let out = OutMsg {
-            head,
+        let forward = || OutMsg {
+            head: Pooled::reuse(|b| forward_header_into(h, bytes, &sender_name, b)),
             body: Some(inb.clone()),
         };
         let v = View { h, bytes };
 
         if dest == Some(DBUS_NAME) {
+            // The copy with SENDER set is only for monitors and
+            // eavesdroppers: a call to the driver (Hello, GetId, AddMatch,
+            // ...) usually has none, and needs no header rewrite.
+            let out = (!self.monitors.is_empty() || (active && self.matches.has_eavesdrop_rules()))
+                .then(forward);
             // dbus-daemon reports an activation failure (the only signal
             // the driver acts on) in a transaction of its own, so monitors
             // see the resulting errors before the signal itself.
@@ -67,26 +71,35 @@ impl Bus {
             // as its sender, just before the reply (see capture_hello).
             let hello =
                 !active && h.msg_type == msg_type::METHOD_CALL && h.member(bytes) == Some("Hello");
-            if !self.monitors.is_empty() && !signal_first && !hello {
-                self.capture(Some(sid), None, &out, v);
+            let monitored = |bus: &Bus| !bus.monitors.is_empty();
+            if let Some(out) = out
+                .as_ref()
+                .filter(|_| monitored(self) && !signal_first && !hello)
+            {
+                self.capture(Some(sid), None, out, v);
             }
             if let Err(d) = self.check_security(Some(sid), None, None, &v, None) {
-                if !self.monitors.is_empty() && signal_first {
-                    self.capture(Some(sid), None, &out, v);
+                if let Some(out) = out.as_ref().filter(|_| monitored(self) && signal_first) {
+                    self.capture(Some(sid), None, out, v);
                 }
                 self.send_error(sid, h, d.name, &d.text);
                 return;
             }
             let handled = self.upcalls().driver(self, sid, &inb);
-            if !self.monitors.is_empty() && signal_first {
-                self.capture(Some(sid), None, &out, v);
+            if let Some(out) = out.as_ref().filter(|_| monitored(self) && signal_first) {
+                self.capture(Some(sid), None, out, v);
             }
-            // Eavesdroppers see messages to the driver too (when it accepted them).
-            if active && handled {
+            // Eavesdroppers see messages to the driver too (when it
+            // accepted them), even the AddMatch that made the first
+            // eavesdrop rule (as with dbus-daemon, which matches after the
+            // driver has handled the call).
+            if active && handled && self.matches.has_eavesdrop_rules() {
+                let out = out.unwrap_or_else(forward);
                 self.dispatch_matches(Some(sid), None, &out, v);
             }
             return;
         }
+        let out = forward();
         if !active {
             if !self.monitors.is_empty() {
                 self.capture(Some(sid), None, &out, v);

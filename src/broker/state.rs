@@ -249,7 +249,7 @@ impl Bus {
                 });
             }
         }
-        let name: Rc<str> = Rc::from(format!(":1.{}", self.next_unique));
+        let name = unique_name(self.next_unique);
         self.next_unique += 1;
         if let Some(p) = self.peers.get_mut(&sid) {
             p.unique_name = Some(name.clone());
@@ -428,6 +428,26 @@ impl Bus {
     }
 }
 
+/// `:1.N`, formatted on the stack without the formatting machinery (once
+/// per Hello).
+fn unique_name(n: u64) -> Rc<str> {
+    let mut buf = [0u8; 23];
+    let mut i = buf.len();
+    let mut v = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    i -= 3;
+    buf[i..i + 3].copy_from_slice(b":1.");
+    // ASCII digits after ":1.": always UTF-8.
+    Rc::from(std::str::from_utf8(&buf[i..]).unwrap_or(":1.0"))
+}
+
 /// Why a connection gives up its names (see [`Bus::release_all`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Release {
@@ -435,4 +455,14 @@ pub(super) enum Release {
     Disconnect,
     /// It becomes a monitor.
     BecomeMonitor,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unique_names_as_format_writes_them() {
+        for n in [0, 1, 9, 10, 99, 100, 12345, u64::MAX] {
+            assert_eq!(&*super::unique_name(n), format!(":1.{n}"));
+        }
+    }
 }

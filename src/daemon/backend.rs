@@ -98,11 +98,25 @@ impl Io {
         }
     }
 
-    /// Stops watching `fd`, before it is closed.
-    pub fn deregister(&mut self, fd: RawFd, token: usize) {
+    /// A connection's socket is about to be closed. epoll needs no
+    /// EPOLL_CTL_DEL: closing the socket (its only fd: sockets are never
+    /// duplicated) removes it from the epoll set, and ids are never reused,
+    /// so an event already collected for it finds no peer. io_uring's
+    /// polls hold the file open, so they are cancelled.
+    pub fn closing(&mut self, _fd: RawFd, token: usize) {
         match self {
-            Io::Epoll(e) => e.deregister(fd),
+            Io::Epoll(_) => {}
             Io::Uring(u) => u.deregister(token),
+        }
+    }
+
+    /// Watches listener `fd` level-triggered (`level`) or edge-triggered;
+    /// false where the backend cannot (io_uring's multishot poll reports
+    /// each wake-up, so its listeners stay as registered).
+    pub fn set_level_triggered(&mut self, fd: RawFd, token: usize, level: bool) -> bool {
+        match self {
+            Io::Epoll(e) => e.set_level_triggered(fd, token, level),
+            Io::Uring(_) => false,
         }
     }
 

@@ -32,8 +32,25 @@ impl Epoll {
             .register(&mut SourceFd(&fd), Token(token), Interest::READABLE)
     }
 
-    pub fn deregister(&mut self, fd: RawFd) {
-        let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+    /// Switches `fd` (registered under `token`) between level- and
+    /// edge-triggered readiness; false if epoll refused.
+    pub fn set_level_triggered(&mut self, fd: RawFd, token: usize, level: bool) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut events = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+        if !level {
+            events |= libc::EPOLLET as u32;
+        }
+        let mut ev = libc::epoll_event {
+            events,
+            u64: token as u64,
+        };
+        // SAFETY: the epoll fd belongs to `self.poll` and `fd` was
+        // registered in it by the caller, both open for the duration of the
+        // call; `ev` is a valid epoll_event that the kernel only reads.
+        // Only the trigger mode changes: the token is the one mio
+        // registered (mio reads it back from the event's data).
+        let r = unsafe { libc::epoll_ctl(self.poll.as_raw_fd(), libc::EPOLL_CTL_MOD, fd, &mut ev) };
+        r == 0
     }
 
     pub fn waker(

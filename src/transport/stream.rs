@@ -72,6 +72,9 @@ impl Stream {
     /// no security module that labels sockets (ENOPROTOOPT) or for TCP.
     pub fn peer_security_label(&self) -> Option<Vec<u8>> {
         let Stream::Unix(s) = self else { return None };
+        if !peersec::worth_asking() {
+            return None;
+        }
         let fd = s.as_raw_fd();
         let mut buf = vec![0u8; 256];
         loop {
@@ -101,6 +104,9 @@ impl Stream {
             if err.raw_os_error() == Some(libc::ERANGE) && needed > buf.len() && needed <= 65536 {
                 buf.resize(needed, 0);
                 continue;
+            }
+            if err.raw_os_error() == Some(libc::ENOPROTOOPT) {
+                peersec::unsupported();
             }
             return None;
         }
@@ -230,5 +236,40 @@ impl mio::event::Source for Stream {
             Stream::Unix(s) => s.deregister(registry),
             Stream::Tcp(s) => s.deregister(registry),
         }
+    }
+}
+
+/// Whether SO_PEERSEC can answer at all, so that a kernel without a
+/// security module that labels sockets costs no getsockopt per connection.
+mod peersec {
+    use std::sync::atomic::{AtomicU8, Ordering};
+
+    const UNKNOWN: u8 = 0;
+    const ASK: u8 = 1;
+    const NEVER: u8 = 2;
+    static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
+
+    /// False once SO_PEERSEC said ENOPROTOOPT while no security module
+    /// with process labels (SELinux, AppArmor, Smack: the ones that label
+    /// sockets) is loaded; modules are chosen at boot, so no later socket
+    /// would answer differently. SELinux also says ENOPROTOOPT for an
+    /// unlabeled peer before its policy is loaded, so with such a module
+    /// present every connection is asked.
+    pub fn worth_asking() -> bool {
+        STATE.load(Ordering::Relaxed) != NEVER
+    }
+
+    /// SO_PEERSEC said ENOPROTOOPT.
+    pub fn unsupported() {
+        if STATE.load(Ordering::Relaxed) != UNKNOWN {
+            return;
+        }
+        // /proc/self/attr/current is EINVAL when no module provides
+        // process attributes (read once, at the first such answer).
+        let no_module = matches!(
+            std::fs::read("/proc/self/attr/current"),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL)
+        );
+        STATE.store(if no_module { NEVER } else { ASK }, Ordering::Relaxed);
     }
 }

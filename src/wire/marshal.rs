@@ -34,7 +34,11 @@ pub struct ArrayMark {
 impl Writer {
     /// An empty writer.
     pub fn new() -> Writer {
-        Writer::default()
+        // Room for the driver's usual bodies (a few names), so they are
+        // written without regrowing.
+        Writer {
+            buf: Vec::with_capacity(128),
+        }
     }
     /// Pads with zero bytes to a multiple of `n`.
     pub fn align(&mut self, n: usize) {
