@@ -14,6 +14,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::broker::bus::Bus;
 use crate::broker::peer::Flush;
+use crate::broker::splice::Pull;
 use crate::cli::{ConfigChoice, Options, Override};
 use crate::printfd::PrintFds;
 use crate::ready::{Class, ReadyQueue};
@@ -371,6 +372,8 @@ struct Loop {
     /// Connections whose peer has shut down its side (or that had an
     /// error): their turns read to the end, not just to a short read.
     read_closed: std::collections::HashSet<u64>,
+    /// Senders of spliced bodies to give a turn (kept for its allocation).
+    woken: Vec<u64>,
 }
 
 /// How a connection's turn ended.
@@ -454,6 +457,7 @@ impl Loop {
             accept_paused: false,
             console: None,
             read_closed: std::collections::HashSet::new(),
+            woken: Vec::new(),
         })
     }
 
@@ -767,9 +771,9 @@ impl Loop {
     /// were read, or [`MSGS_PER_TURN`] messages were dispatched.
     fn turn(&mut self, bus: &mut Bus, id: u64, mut bytes: usize) -> TurnEnd {
         let mut msgs = MSGS_PER_TURN;
-        let leftover = bus
-            .peer(id)
-            .is_some_and(|p| !p.closing && p.large_rx.is_none() && !p.inbuf.is_empty());
+        let leftover = bus.peer(id).is_some_and(|p| {
+            !p.closing && p.large_rx.is_none() && p.splice_in.is_none() && !p.inbuf.is_empty()
+        });
         if leftover {
             msgs -= bus.process_input(id, msgs);
         }
@@ -788,6 +792,15 @@ impl Loop {
             }
             if msgs == 0 || bytes == 0 {
                 return TurnEnd::Exhausted;
+            }
+            if bus.peer(id).is_some_and(|p| p.splice_in.is_some()) {
+                // The rest of a spliced body goes first, whatever the
+                // incoming limits (the message is already routed).
+                match bus.splice_pull(id) {
+                    Pull::Done => continue,
+                    Pull::Wait => return TurnEnd::Drained,
+                    Pull::Gone => return TurnEnd::Gone,
+                }
             }
             if Self::at_incoming_limit(bus, id) {
                 // Back-pressure: read no more until its messages drain.
@@ -918,7 +931,7 @@ impl Loop {
                 // not queue a readiness event ahead of peers that sent
                 // data earlier (that would reorder their messages).
                 let want_write = match p.flush() {
-                    Ok(Flush::Done) => false,
+                    Ok(Flush::Done | Flush::Waiting) => false,
                     Ok(Flush::Blocked) => {
                         p.detach_queued();
                         true
@@ -946,6 +959,13 @@ impl Loop {
             }
             dirty.clear();
             self.dirty = dirty;
+        }
+        // Senders of spliced bodies whose pipes have room again.
+        crate::broker::splice::take_wakes(&mut self.woken);
+        for id in self.woken.drain(..) {
+            if bus.has_peer(id) {
+                self.ready.schedule(id, Self::class_of(bus, id));
+            }
         }
     }
 

@@ -68,6 +68,7 @@ impl Bus {
             unix_fd: false,
             inbuf: crate::transport::rxbuf::RxBuf::default(),
             large_rx: None,
+            splice_in: None,
             in_fds: VecDeque::new(),
             out: VecDeque::new(),
             write_interest: false,
@@ -322,7 +323,7 @@ impl Bus {
             let Some(p) = self.peers.get_mut(&id) else {
                 return done;
             };
-            if p.closing || p.large_rx.is_some() {
+            if p.closing || p.large_rx.is_some() || p.splice_in.is_some() {
                 break;
             }
             if done == budget {
@@ -342,6 +343,12 @@ impl Bus {
                 }
             };
             if avail < total {
+                if total >= super::splice::threshold() && self.try_splice(id, total) {
+                    break;
+                }
+                let Some(p) = self.peers.get_mut(&id) else {
+                    return done;
+                };
                 if total >= LARGE_MESSAGE {
                     p.large_rx = Some(super::peer::LargeRx::new(p.inbuf.data(), total, &p.live));
                     p.inbuf.consume(avail);
@@ -412,7 +419,7 @@ impl Bus {
     }
 
     /// Logs why connection `id` broke the protocol and disconnects it.
-    fn protocol_violation(&mut self, id: u64, why: &str) {
+    pub(super) fn protocol_violation(&mut self, id: u64, why: &str) {
         if let Some(p) = self.peers.get(&id) {
             crate::log::peer_warning(
                 crate::log::Kind::ProtocolViolation,
@@ -459,6 +466,8 @@ impl Bus {
                 fds,
                 charge: Some(charge),
                 sender_uid,
+                rest: 0,
+                splice: None,
             },
         );
         self.peers.get(&id).is_some_and(|p| !p.closing)
@@ -470,6 +479,7 @@ impl Bus {
     pub fn remove_peer(&mut self, id: u64) -> Option<Peer> {
         self.disarm_deadlines(id);
         self.userdb.forget(id);
+        self.splice_sender_gone(id);
         let p = self.peers.get_mut(&id)?;
         p.closing = true;
         let was_incomplete = p.unique_name.is_none();

@@ -9,7 +9,7 @@ use super::errors;
 use super::peer::{Inbound, OutMsg, PeerState, Shared};
 use super::security::View;
 use crate::transport::pool::Pooled;
-use crate::wire::header::{forward_header, forward_header_into, msg_type};
+use crate::wire::header::{forward_header, forward_header_with_body_len, msg_type};
 
 impl Bus {
     /// Routes a validated message from connection `sid`.
@@ -50,7 +50,9 @@ impl Bus {
             return;
         }
 
-        let head = Pooled::reuse(|b| forward_header_into(h, bytes, &sender_name, b));
+        let body_len = bytes.len() - h.body_start + inb.rest;
+        let head =
+            Pooled::reuse(|b| forward_header_with_body_len(h, bytes, &sender_name, body_len, b));
         let out = OutMsg {
             head,
             body: Some(inb.clone()),
