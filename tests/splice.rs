@@ -246,6 +246,14 @@ fn sender_disconnecting_mid_body() {
                 break;
             }
             Err(e) => {
+                // A hang-up, not a truncated message waiting for more.
+                assert!(
+                    matches!(
+                        e.kind(),
+                        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+                    ),
+                    "the recipient waits for the rest of a truncated message: {e}"
+                );
                 assert!(
                     !is_reference_daemon(),
                     "dbus-daemon disconnected the recipient: {e}"
