@@ -32,17 +32,29 @@ fn ay(n: usize, seed: u32) -> Vec<u8> {
 }
 
 fn put(dest: &str, body: Vec<u8>) -> MsgBuilder {
-    MsgBuilder::method_call(0, Some(dest), "/org/example/Big", Some("org.example.Big"), "Put")
-        .body("ay", body)
+    MsgBuilder::method_call(
+        0,
+        Some(dest),
+        "/org/example/Big",
+        Some("org.example.Big"),
+        "Put",
+    )
+    .body("ay", body)
 }
 
 /// A small `u` message (no reply expected) to `dest`.
 fn small(dest: &str, v: u32) -> MsgBuilder {
     let mut w = W::new();
     w.u32(v);
-    MsgBuilder::method_call(0, Some(dest), "/org/example/Big", Some("org.example.Big"), "Small")
-        .body("u", w.buf)
-        .flags_or(NO_REPLY_EXPECTED)
+    MsgBuilder::method_call(
+        0,
+        Some(dest),
+        "/org/example/Big",
+        Some("org.example.Big"),
+        "Small",
+    )
+    .body("u", w.buf)
+    .flags_or(NO_REPLY_EXPECTED)
 }
 
 fn reply(to: &Msg, body: Vec<u8>) -> MsgBuilder {

@@ -69,6 +69,7 @@ impl Bus {
             inbuf: crate::transport::rxbuf::RxBuf::default(),
             large_rx: None,
             splice_in: None,
+            splice_wait: false,
             in_fds: VecDeque::new(),
             out: VecDeque::new(),
             write_interest: false,
@@ -343,8 +344,17 @@ impl Bus {
                 }
             };
             if avail < total {
-                if total >= super::splice::threshold() && self.try_splice(id, total) {
-                    break;
+                if total >= super::splice::threshold() {
+                    match self.try_splice(id, total) {
+                        super::splice::Start::Started => break,
+                        super::splice::Start::Wait => {
+                            if let Some(p) = self.peers.get_mut(&id) {
+                                p.splice_wait = true;
+                            }
+                            break;
+                        }
+                        super::splice::Start::No => {}
+                    }
                 }
                 let Some(p) = self.peers.get_mut(&id) else {
                     return done;

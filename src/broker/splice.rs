@@ -19,14 +19,16 @@
 //!   until the rest of this body has left its socket.
 //! - Back-pressure: the pipe takes what its slots hold (from a unix
 //!   socket, ~16 KiB a slot, so ~4 MiB with pipe-max-size 1 MiB). Should it
-//!   fill up while the recipient does not read, the rest of the body is read
-//!   into memory ("spilled", as the copying path would hold all of it) and
-//!   written after the pipe's bytes. It is not left in the sender's socket:
-//!   that would make a sender wait for its recipient, which dbus-daemon
-//!   never does, and deadlock a client that writes a large message to
-//!   itself (or to a peer that only reads once its own write finished)
-//!   before reading. Nothing blocks the loop; a stalled recipient stalls
-//!   nobody.
+//!   fill up, the rest of the body is read into memory ("spilled", as the
+//!   copying path would hold all of it) and written after the pipe's
+//!   bytes, while the bus holds less than [`SPILL_BUDGET`] of spilled bytes
+//!   in all; past that the body stays in the sender's socket and only that
+//!   sender waits (its turn ends; the recipient's progress wakes it).
+//!   Spilling first keeps what dbus-daemon guarantees in all but extreme
+//!   cases: a sender never waits for its recipient, so a client that
+//!   writes a large message to a peer that reads only once its own write
+//!   finished (or to itself, single-threaded) does not deadlock. Nothing
+//!   blocks the loop; a stalled recipient stalls no other connection.
 //! - Refused (no recipient took it) or the recipient went away: the rest is
 //!   still read from the sender, and thrown away, so the sender's next
 //!   message is framed where it starts. As with dbus-daemon, the message is
@@ -36,6 +38,12 @@
 //!   any of it yet simply never sees it. A recipient that already got part
 //!   of it cannot be given anything else on that stream (it would read the
 //!   next message as the rest of this one), so it is disconnected.
+//! - Pipes: at most [`PIPES_PER_SENDER`] bodies of one sender are in pipes
+//!   at once (each stays in its pipe until its recipient has read it); its
+//!   next large message then waits in its socket, and reading from it
+//!   resumes when one of them is through. Bus-wide at most
+//!   [`crate::transport::splice::MAX_LIVE_PIPES`]; past that the copying
+//!   path is used.
 //! - Re-exec is refused while any such body is in flight ([`in_flight`]).
 
 use std::cell::{Cell, RefCell};
@@ -69,12 +77,26 @@ pub fn threshold() -> usize {
 thread_local! {
     static IN_FLIGHT: Cell<usize> = const { Cell::new(0) };
     static WAKE: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+    /// Spilled bytes held now, all bodies together.
+    static SPILLED: Cell<usize> = const { Cell::new(0) };
+    /// Senders waiting for [`SPILLED`] to go down.
+    static OVER_BUDGET: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+    /// Bodies in pipes, by sender.
+    static PIPES_OF: RefCell<std::collections::HashMap<u64, usize>> =
+        RefCell::new(std::collections::HashMap::new());
 }
 
 /// Bodies being spliced now (the re-exec waits for none).
 pub fn in_flight() -> usize {
     IN_FLIGHT.with(Cell::get)
 }
+
+/// Bodies of one sender in pipes at once, at most (see the module).
+pub const PIPES_PER_SENDER: usize = 8;
+
+/// Spilled bytes the bus holds at most, all bodies together (see the
+/// module).
+pub const SPILL_BUDGET: usize = 4 * 1024 * 1024;
 
 /// Gives sender `id` a turn after the loop's next flush.
 pub fn wake(id: u64) {
@@ -109,11 +131,16 @@ pub struct SpliceBody {
     spill: std::cell::RefCell<Vec<u8>>,
     /// Of `spill`, bytes written to the recipient.
     spill_sent: Cell<usize>,
+    /// Whether the rest of the body goes to `spill` (once it started).
+    spilling: Cell<bool>,
+    /// The sender waits for the pipe to drain (or spill room).
+    parked: Cell<bool>,
 }
 
 impl SpliceBody {
     fn new(pipe: Pipe, sender: u64, recipient: u64, to_read: usize, in_pipe: usize) -> Self {
         IN_FLIGHT.with(|c| c.set(c.get() + 1));
+        PIPES_OF.with(|m| *m.borrow_mut().entry(sender).or_insert(0) += 1);
         SpliceBody {
             pipe: Some(pipe),
             sender,
@@ -123,6 +150,8 @@ impl SpliceBody {
             broken: Cell::new(false),
             spill: std::cell::RefCell::new(Vec::new()),
             spill_sent: Cell::new(0),
+            spilling: Cell::new(false),
+            parked: Cell::new(false),
         }
     }
 
@@ -142,7 +171,22 @@ impl SpliceBody {
     }
 
     fn spilling(&self) -> bool {
-        !self.spill.borrow().is_empty()
+        self.spilling.get()
+    }
+
+    /// Frees what was spilled and written; wakes the senders that waited
+    /// for spill room.
+    fn release_spill(&self) {
+        let mut spill = self.spill.borrow_mut();
+        let n = spill.len();
+        *spill = Vec::new();
+        self.spill_sent.set(0);
+        SPILLED.with(|c| c.set(c.get().saturating_sub(n)));
+        OVER_BUDGET.with(|o| {
+            for id in o.borrow_mut().drain(..) {
+                wake(id);
+            }
+        });
     }
 
     /// Writes at most `len` of the ready bytes into the recipient's socket
@@ -160,8 +204,16 @@ impl SpliceBody {
             let end = spill.len().min(from + len);
             let n = to.send(&[IoSlice::new(&spill[from..end])], &[])?;
             self.spill_sent.set(from + n);
+            let all = from + n == spill.len();
+            drop(spill);
+            if all {
+                self.release_spill();
+            }
             n
         };
+        if n > 0 && self.parked.replace(false) {
+            wake(self.sender);
+        }
         Ok(n)
     }
 }
@@ -169,6 +221,23 @@ impl SpliceBody {
 impl Drop for SpliceBody {
     fn drop(&mut self) {
         IN_FLIGHT.with(|c| c.set(c.get().saturating_sub(1)));
+        let was = PIPES_OF.with(|m| {
+            let mut m = m.borrow_mut();
+            let n = m.get(&self.sender).copied().unwrap_or(0);
+            if n <= 1 {
+                m.remove(&self.sender);
+            } else {
+                m.insert(self.sender, n - 1);
+            }
+            n
+        });
+        if was == PIPES_PER_SENDER {
+            // It may wait to start its next body.
+            wake(self.sender);
+        }
+        if !self.spill.borrow().is_empty() {
+            self.release_spill();
+        }
         if let Some(p) = self.pipe.take() {
             if self.in_pipe.get() == 0 && self.to_read.get() == 0 && !self.broken.get() {
                 p.give_back();
@@ -177,6 +246,18 @@ impl Drop for SpliceBody {
             }
         }
     }
+}
+
+/// What [`Bus::try_splice`] decided.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Start {
+    /// Not spliced: the copying path takes it.
+    No,
+    /// Routed; its rest is being spliced.
+    Started,
+    /// Its sender has [`PIPES_PER_SENDER`] bodies in pipes: not read on
+    /// until one is through.
+    Wait,
 }
 
 /// What [`Bus::splice_pull`] did.
@@ -193,13 +274,23 @@ pub enum Pull {
 impl Bus {
     /// A large message of `total` bytes has started arriving from `id` and
     /// its beginning is in `inbuf`: if its body can be spliced (see the
-    /// module), routes it now and starts moving the rest; true if so (the
-    /// buffered bytes are then used up).
-    pub(super) fn try_splice(&mut self, id: u64, total: usize) -> bool {
-        if total < threshold() || !self.monitors.is_empty() || self.matches.has_eavesdrop_rules()
-        {
-            return false;
+    /// module), routes it now and starts moving the rest (the buffered
+    /// bytes are then used up).
+    pub(super) fn try_splice(&mut self, id: u64, total: usize) -> Start {
+        if total < threshold() || !self.monitors.is_empty() || self.matches.has_eavesdrop_rules() {
+            return Start::No;
         }
+        if PIPES_OF.with(|m| m.borrow().get(&id).copied().unwrap_or(0)) >= PIPES_PER_SENDER {
+            return Start::Wait;
+        }
+        if self.try_start(id, total) {
+            Start::Started
+        } else {
+            Start::No
+        }
+    }
+
+    fn try_start(&mut self, id: u64, total: usize) -> bool {
         let Some(p) = self.peers.get(&id) else {
             return false;
         };
@@ -236,7 +327,13 @@ impl Bus {
             }
         }
         let bytes = prefix[..head_len].to_vec();
-        let job = Rc::new(SpliceBody::new(pipe, id, r, rest - early.len(), early.len()));
+        let job = Rc::new(SpliceBody::new(
+            pipe,
+            id,
+            r,
+            rest - early.len(),
+            early.len(),
+        ));
         let max_fds = self.config.limits.max_message_unix_fds as usize;
         let Some(p) = self.peers.get_mut(&id) else {
             return false;
@@ -334,7 +431,12 @@ impl Bus {
                             return Pull::Gone;
                         }
                         Ok(_) => self.dirty.push(job.recipient),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Pull::Wait,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            // Woken by the recipient's progress (or the
+                            // socket, if it was only dry).
+                            job.parked.set(true);
+                            return Pull::Wait;
+                        }
                         Err(_) => {
                             self.splice_sender_failed(id);
                             return Pull::Gone;
@@ -355,9 +457,14 @@ impl Bus {
         let Some(p) = self.peers.get_mut(&id) else {
             return Ok(0);
         };
+        let held = SPILLED.with(Cell::get);
+        if held >= SPILL_BUDGET {
+            OVER_BUDGET.with(|o| o.borrow_mut().push(id));
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
         let mut spill = job.spill.borrow_mut();
         let start = spill.len();
-        let want = job.to_read.get().min(STEP);
+        let want = job.to_read.get().min(STEP).min(SPILL_BUDGET - held);
         spill.resize(start + want, 0);
         let mut fds = Vec::new();
         let r = p.stream.recv(&mut spill[start..], &mut fds);
@@ -365,6 +472,10 @@ impl Bus {
         let n = *r.as_ref().unwrap_or(&0);
         spill.truncate(start + n);
         let n = r?;
+        SPILLED.with(|c| c.set(c.get() + n));
+        if n > 0 {
+            job.spilling.set(true);
+        }
         job.to_read.set(job.to_read.get() - n);
         Ok(n)
     }

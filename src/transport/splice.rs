@@ -62,7 +62,10 @@ impl Pipe {
         let mut pipe = match pooled {
             Some(p) => p,
             None => {
-                let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC).ok()?;
+                let (r, w) = nix::unistd::pipe2(
+                    nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC,
+                )
+                .ok()?;
                 // SAFETY: F_GETPIPE_SZ takes no argument and only reads the
                 // pipe's size; `w` is an open pipe fd.
                 let cap = unsafe { libc::fcntl(w.as_raw_fd(), libc::F_GETPIPE_SZ) };
