@@ -137,7 +137,7 @@ fn large_and_small_from_several_senders_keep_per_sender_order() {
             let name = c.unique_name.clone();
             for k in 0..EACH {
                 let seed = s * 1000 + k;
-                let m = if k % 2 == 0 {
+                let m = if k.is_multiple_of(2) {
                     // 70 KiB .. 1.5 MiB
                     let n = 70 * 1024 + (k as usize * 131_071) % (3 * MIB / 2);
                     put(&dest, ay(n, seed))
@@ -173,7 +173,7 @@ fn large_and_small_from_several_senders_keep_per_sender_order() {
         let seed = seed_of(*k, &m);
         assert_ne!(seed, u32::MAX, "message {k} from {from}: body not as sent");
         assert_eq!(seed % 1000, *k, "message from {from} out of order");
-        assert_eq!(m.signature == "ay", *k % 2 == 0, "message {k} from {from}");
+        assert_eq!(m.signature == "ay", (*k).is_multiple_of(2), "message {k} from {from}");
         *k += 1;
     }
     for t in threads {
