@@ -173,7 +173,11 @@ fn large_and_small_from_several_senders_keep_per_sender_order() {
         let seed = seed_of(*k, &m);
         assert_ne!(seed, u32::MAX, "message {k} from {from}: body not as sent");
         assert_eq!(seed % 1000, *k, "message from {from} out of order");
-        assert_eq!(m.signature == "ay", (*k).is_multiple_of(2), "message {k} from {from}");
+        assert_eq!(
+            m.signature == "ay",
+            (*k).is_multiple_of(2),
+            "message {k} from {from}"
+        );
         *k += 1;
     }
     for t in threads {
