@@ -133,7 +133,11 @@ pub struct SpliceBody {
     broken: Cell<bool>,
     /// Bytes read into memory because the pipe was full (they follow the
     /// pipe's; once there are any, the rest of the body comes here too).
+    /// Its length is the room (initialized, a reused buffer, so spilling
+    /// costs no zeroing), `spill_len` the bytes in it.
     spill: std::cell::RefCell<Vec<u8>>,
+    /// Bytes in `spill`.
+    spill_len: Cell<usize>,
     /// Of `spill`, bytes written to the recipient.
     spill_sent: Cell<usize>,
     /// Whether the rest of the body goes to `spill` (once it started).
@@ -155,6 +159,7 @@ impl SpliceBody {
             broken: Cell::new(false),
             spill: std::cell::RefCell::new(Vec::new()),
             spill_sent: Cell::new(0),
+            spill_len: Cell::new(0),
             spilling: Cell::new(false),
             parked: Cell::new(false),
         }
@@ -172,7 +177,7 @@ impl SpliceBody {
 
     /// Bytes ready for the recipient (in the pipe, then spilled).
     pub fn available(&self) -> usize {
-        self.in_pipe.get() + self.spill.borrow().len() - self.spill_sent.get()
+        self.in_pipe.get() + self.spill_len.get() - self.spill_sent.get()
     }
 
     fn spilling(&self) -> bool {
@@ -183,8 +188,8 @@ impl SpliceBody {
     /// for spill room.
     fn release_spill(&self) {
         let mut spill = self.spill.borrow_mut();
-        let n = spill.len();
-        *spill = Vec::new();
+        let n = self.spill_len.replace(0);
+        super::peer::buffers::give_back(std::mem::take(&mut *spill));
         self.spill_sent.set(0);
         SPILLED.with(|c| c.set(c.get().saturating_sub(n)));
         OVER_BUDGET.with(|o| {
@@ -206,10 +211,10 @@ impl SpliceBody {
         } else {
             let spill = self.spill.borrow();
             let from = self.spill_sent.get();
-            let end = spill.len().min(from + len);
+            let end = self.spill_len.get().min(from + len);
             let n = to.send(&[IoSlice::new(&spill[from..end])], &[])?;
             self.spill_sent.set(from + n);
-            let all = from + n == spill.len();
+            let all = from + n == self.spill_len.get();
             drop(spill);
             if all {
                 self.release_spill();
@@ -468,15 +473,20 @@ impl Bus {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let mut spill = job.spill.borrow_mut();
-        let start = spill.len();
+        let start = job.spill_len.get();
         let want = job.to_read.get().min(STEP).min(SPILL_BUDGET - held);
-        spill.resize(start + want, 0);
+        if spill.is_empty() {
+            *spill = super::peer::buffers::take(want.max(super::peer::FIRST_STEP));
+        } else if spill.len() < start + want {
+            spill.resize(start + want, 0);
+        }
+        let want = want.min(spill.len() - start);
         let mut fds = Vec::new();
-        let r = p.stream.recv(&mut spill[start..], &mut fds);
+        // Never past the body: what follows is the next message.
+        let r = p.stream.recv(&mut spill[start..start + want], &mut fds);
         p.in_fds.extend(fds);
-        let n = *r.as_ref().unwrap_or(&0);
-        spill.truncate(start + n);
         let n = r?;
+        job.spill_len.set(start + n);
         SPILLED.with(|c| c.set(c.get() + n));
         if n > 0 {
             job.spilling.set(true);
