@@ -11,6 +11,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::broker::bus::Bus;
+use crate::broker::splice::Pull;
 use crate::cli::{ConfigChoice, Options, Override};
 use crate::printfd::PrintFds;
 use crate::ready::{Class, ReadyQueue};
@@ -385,6 +386,8 @@ struct Loop {
     /// Connections whose peer has shut down its side (or that had an
     /// error): their turns read to the end, not just to a short read.
     read_closed: std::collections::HashSet<u64>,
+    /// Senders of spliced bodies to give a turn (kept for its allocation).
+    woken: Vec<u64>,
 }
 
 /// How a connection's turn ended.
@@ -454,6 +457,7 @@ impl Loop {
             accept_paused: false,
             console: None,
             read_closed: std::collections::HashSet::new(),
+            woken: Vec::new(),
         };
         l.set_listeners_level_triggered(true);
         Ok(l)
@@ -662,6 +666,10 @@ impl Loop {
         for (i, &id) in round.iter().enumerate() {
             if i == fresh && bus.has_dirty() {
                 self.flush(bus);
+                // io_uring: the sends go out now, and none is in flight
+                // while the rest of the round queues more behind them (a
+                // send left in flight here stalled a peer's queue).
+                self.io.settle(bus);
             }
             let budget = if i < fresh { bytes } else { MIN_BYTES_PER_TURN };
             match self.turn(bus, id, budget) {
@@ -810,9 +818,12 @@ impl Loop {
     /// were read, or [`MSGS_PER_TURN`] messages were dispatched.
     fn turn(&mut self, bus: &mut Bus, id: u64, mut bytes: usize) -> TurnEnd {
         let mut msgs = MSGS_PER_TURN;
-        let leftover = bus
-            .peer(id)
-            .is_some_and(|p| !p.closing && p.large_rx.is_none() && !p.inbuf.is_empty());
+        if let Some(p) = bus.peer_mut(id) {
+            p.splice_wait = false;
+        }
+        let leftover = bus.peer(id).is_some_and(|p| {
+            !p.closing && p.large_rx.is_none() && p.splice_in.is_none() && !p.inbuf.is_empty()
+        });
         if leftover {
             msgs -= bus.process_input(id, msgs);
         }
@@ -831,6 +842,19 @@ impl Loop {
             }
             if msgs == 0 || bytes == 0 {
                 return TurnEnd::Exhausted;
+            }
+            if bus.peer(id).is_some_and(|p| p.splice_wait) {
+                // Woken when one of its spliced bodies is through.
+                return TurnEnd::Drained;
+            }
+            if bus.peer(id).is_some_and(|p| p.splice_in.is_some()) {
+                // The rest of a spliced body goes first, whatever the
+                // incoming limits (the message is already routed).
+                match bus.splice_pull(id) {
+                    Pull::Done => continue,
+                    Pull::Wait => return TurnEnd::Drained,
+                    Pull::Gone => return TurnEnd::Gone,
+                }
             }
             if Self::at_incoming_limit(bus, id) {
                 // Back-pressure: read no more until its messages drain.
@@ -954,6 +978,13 @@ impl Loop {
             }
             dirty.clear();
             self.dirty = dirty;
+        }
+        // Senders of spliced bodies whose pipes have room again.
+        crate::broker::splice::take_wakes(&mut self.woken);
+        for id in self.woken.drain(..) {
+            if bus.has_peer(id) {
+                self.ready.schedule(id, Self::class_of(bus, id));
+            }
         }
     }
 

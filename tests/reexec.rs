@@ -668,7 +668,13 @@ fn half_read_large_message_completes() {
     if !busbar_only("half_read_large_message_completes") {
         return;
     }
-    let mut rx = Rx::start("halflarge", Path::new(env!("CARGO_BIN_EXE_busbar")), &[]);
+    // The copying path: a spliced body refuses the re-exec instead (see
+    // refused_while_a_body_is_spliced).
+    let mut rx = Rx::start(
+        "halflarge",
+        Path::new(env!("CARGO_BIN_EXE_busbar")),
+        &[("BUSBAR_SPLICE_MIN", std::ffi::OsStr::new("off"))],
+    );
     let mut a = Client::connect(&rx.bus);
     let mut b = Client::connect(&rx.bus);
     let dest = b.unique_name.clone();
@@ -694,4 +700,60 @@ fn half_read_large_message_completes() {
     assert_eq!(body.len(), 4 + payload.len());
     assert_eq!(&body[4..], &payload[..], "the body arrived changed");
     assert!(rx.bus.is_alive());
+}
+
+/// While the body of a large `ay` message is being spliced (its sender has
+/// sent part of it), a re-exec is refused: the body is split between two
+/// sockets and a pipe, which the saved state cannot carry. Once the
+/// message is through, the re-exec goes ahead.
+#[test]
+fn refused_while_a_body_is_spliced() {
+    if !busbar_only("refused_while_a_body_is_spliced") {
+        return;
+    }
+    let mut rx = Rx::start("splice", Path::new(env!("CARGO_BIN_EXE_busbar")), &[]);
+    let mut r = Client::connect(&rx.bus);
+    let mut s = Client::connect(&rx.bus);
+    let mut c = Client::connect(&rx.bus);
+    let n = 1024 * 1024;
+    let mut body = (n as u32).to_le_bytes().to_vec();
+    body.extend((0..n).map(|i| (i * 7 % 251) as u8));
+    let mut m = MsgBuilder::method_call(
+        0,
+        Some(&r.unique_name),
+        "/a",
+        Some("org.example.Big"),
+        "Put",
+    )
+    .body("ay", body.clone());
+    m.flags |= NO_REPLY_EXPECTED;
+    m.serial = s.next_serial();
+    let bytes = m.build();
+    // The header and a part of the body; the rest waits in the test.
+    s.sock.write_all(&bytes[..200 * 1024]).unwrap();
+    thread::sleep(Duration::from_millis(200));
+    let refused = reexec_call(&mut c);
+    assert_eq!(
+        error_name(&refused),
+        "org.freedesktop.DBus.Error.Failed",
+        "{refused:?}\n{}",
+        rx.log()
+    );
+    assert!(
+        refused.arg0_str().contains("spliced"),
+        "{}",
+        refused.arg0_str()
+    );
+    s.sock.write_all(&bytes[200 * 1024..]).unwrap();
+    let got = loop {
+        let g = r.recv();
+        if g.member.as_deref() == Some("Put") {
+            break g;
+        }
+    };
+    assert!(got.body == body, "the message arrived whole");
+    let ok = reexec_call(&mut c);
+    assert_eq!(ok.msg_type, METHOD_RETURN, "{ok:?}\n{}", rx.log());
+    rx.wait_log("Re-executed", 1);
+    assert!(!s.get_id().is_empty());
 }

@@ -68,11 +68,14 @@ impl Bus {
             unix_fd: false,
             inbuf: crate::transport::rxbuf::RxBuf::default(),
             large_rx: None,
+            splice_in: None,
+            splice_wait: false,
             in_fds: VecDeque::new(),
             out: VecDeque::new(),
             write_interest: false,
             out_pos: 0,
             out_detached: 0,
+            out_spliced: 0,
             out_bytes: 0,
             out_fds: 0,
             names: Vec::new(),
@@ -323,7 +326,7 @@ impl Bus {
             let Some(p) = self.peers.get_mut(&id) else {
                 return done;
             };
-            if p.closing || p.large_rx.is_some() {
+            if p.closing || p.large_rx.is_some() || p.splice_in.is_some() {
                 break;
             }
             if done == budget {
@@ -343,6 +346,21 @@ impl Bus {
                 }
             };
             if avail < total {
+                if total >= super::splice::threshold() {
+                    match self.try_splice(id, total) {
+                        super::splice::Start::Started => break,
+                        super::splice::Start::Wait => {
+                            if let Some(p) = self.peers.get_mut(&id) {
+                                p.splice_wait = true;
+                            }
+                            break;
+                        }
+                        super::splice::Start::No => {}
+                    }
+                }
+                let Some(p) = self.peers.get_mut(&id) else {
+                    return done;
+                };
                 if total >= LARGE_MESSAGE {
                     p.large_rx = Some(super::peer::LargeRx::new(p.inbuf.data(), total, &p.live));
                     p.inbuf.consume(avail);
@@ -413,7 +431,7 @@ impl Bus {
     }
 
     /// Logs why connection `id` broke the protocol and disconnects it.
-    fn protocol_violation(&mut self, id: u64, why: &str) {
+    pub(super) fn protocol_violation(&mut self, id: u64, why: &str) {
         if let Some(p) = self.peers.get(&id) {
             crate::log::peer_warning(
                 crate::log::Kind::ProtocolViolation,
@@ -460,6 +478,8 @@ impl Bus {
                 fds,
                 charge: Some(charge),
                 sender_uid,
+                rest: 0,
+                splice: None,
             },
         );
         self.peers.get(&id).is_some_and(|p| !p.closing)
@@ -471,6 +491,7 @@ impl Bus {
     pub fn remove_peer(&mut self, id: u64) -> Option<Peer> {
         self.disarm_deadlines(id);
         self.userdb.forget(id);
+        self.splice_sender_gone(id);
         let p = self.peers.get_mut(&id)?;
         p.closing = true;
         let was_incomplete = p.unique_name.is_none();

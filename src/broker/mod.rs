@@ -20,5 +20,6 @@ pub mod route;
 pub mod security;
 pub mod services;
 pub mod snapshot;
+pub mod splice;
 pub mod state;
 pub mod upcalls;

@@ -30,6 +30,11 @@ pub struct Inbound {
     /// The account (uid) of the connection that sent it, which queued
     /// copies are charged on behalf of (see [`super::quota`]).
     pub sender_uid: u32,
+    /// Bytes of the body past `bytes`, which are not in memory: they come
+    /// through `splice` (see [`super::splice`]). 0 for other messages.
+    pub rest: usize,
+    /// The pipe the rest of the body comes through.
+    pub splice: Option<Rc<super::splice::SpliceBody>>,
 }
 
 /// Bytes and fds of the messages a connection sent that are still alive
@@ -209,7 +214,10 @@ impl Inbound {
     /// chunk and carries no fds (see [`Peer::detach_queued`]). The copy is
     /// charged to the sender as the original is.
     pub fn detached(&self) -> Option<Shared> {
-        if !matches!(self.bytes, MsgBytes::Chunk { .. }) || !self.fds.is_empty() {
+        if !matches!(self.bytes, MsgBytes::Chunk { .. })
+            || !self.fds.is_empty()
+            || self.splice.is_some()
+        {
             return None;
         }
         Some(Shared::new(Inbound {
@@ -218,6 +226,8 @@ impl Inbound {
             fds: Vec::new(),
             charge: self.charge.as_ref().map(Charge::again),
             sender_uid: self.sender_uid,
+            rest: 0,
+            splice: None,
         }))
     }
 
@@ -245,6 +255,8 @@ impl Recycle for Inbound {
         // Closes the fds nobody took and gives the charge back.
         self.fds.clear();
         self.charge = None;
+        self.rest = 0;
+        self.splice = None;
         self.header = crate::wire::header::Header::default();
     }
     fn free_list() -> &'static std::thread::LocalKey<FreeList<Self>> {
@@ -317,7 +329,15 @@ pub struct OutMsg {
 impl OutMsg {
     /// Total bytes on the wire.
     pub fn len(&self) -> usize {
+        self.head.len() + self.body.as_ref().map_or(0, |b| b.body().len() + b.rest)
+    }
+    /// Bytes in memory (the head and the body as far as it was read).
+    fn mem_len(&self) -> usize {
         self.head.len() + self.body.as_ref().map_or(0, |b| b.body().len())
+    }
+    /// The pipe the rest of the body comes through, for a spliced body.
+    fn splice(&self) -> Option<&Rc<super::splice::SpliceBody>> {
+        self.body.as_ref().and_then(|b| b.splice.as_ref())
     }
     /// Whether it is empty (never, for a real message).
     pub fn is_empty(&self) -> bool {
@@ -401,6 +421,13 @@ pub struct Peer {
     pub inbuf: RxBuf,
     /// A large message being read into its own buffer.
     pub large_rx: Option<LargeRx>,
+    /// A large message whose body's rest is being spliced from this
+    /// connection's socket (see [`super::splice`]): nothing else is read
+    /// until it is.
+    pub splice_in: Option<Rc<super::splice::SpliceBody>>,
+    /// Its next message waits to be spliced until one of its bodies in
+    /// pipes is through: not read from meanwhile.
+    pub splice_wait: bool,
     /// Fds received but not yet attached to a message.
     pub in_fds: VecDeque<OwnedFd>,
     /// Outgoing queue.
@@ -412,6 +439,9 @@ pub struct Peer {
     /// How many messages at the front of `out` were looked at by
     /// [`Peer::detach_queued`].
     pub out_detached: usize,
+    /// How many queued messages have a spliced body (the io_uring backend
+    /// leaves such a queue to [`Peer::flush`]).
+    pub out_spliced: usize,
     /// Bytes queued in `out` (minus `out_pos`).
     pub out_bytes: usize,
     /// Fds queued in `out`.
@@ -458,6 +488,11 @@ impl Drop for Peer {
         for m in &self.out {
             self.account
                 .release(m.actor(holder), m.len() as u64, m.n_fds() as u64);
+            if let Some(job) = m.splice() {
+                // Its sender may wait for room in the pipe: it must go on
+                // to throw the rest away.
+                super::splice::wake(job.sender);
+            }
         }
     }
 }
@@ -469,6 +504,9 @@ pub enum Flush {
     Done,
     /// The socket is full; wait for writability.
     Blocked,
+    /// The front message's body is being spliced and its pipe is empty:
+    /// its sender's side flushes this connection again when there is more.
+    Waiting,
 }
 
 /// At most this many iovecs per sendmsg (IOV_MAX is 1024 on Linux); they
@@ -519,6 +557,9 @@ impl Peer {
         self.stats.out_msgs += 1;
         self.stats.out_fds += m.n_fds() as u64;
         self.stats.peak_out_fds = self.stats.peak_out_fds.max(self.out_fds as u64);
+        if m.splice().is_some() {
+            self.out_spliced += 1;
+        }
         self.out.push_back(m);
         let queued = self.out_bytes as u64;
         if queued > self.stats.peak_out_bytes {
@@ -527,9 +568,36 @@ impl Peer {
     }
 
     /// Writes as much of the queue as the socket takes. A message carrying
-    /// fds starts its own sendmsg so its fds travel with its first byte.
+    /// fds starts its own sendmsg so its fds travel with its first byte. A
+    /// spliced body (see [`super::splice`]) is written from its pipe once
+    /// its head is out, and nothing behind it is written before it is.
     pub fn flush(&mut self) -> io::Result<Flush> {
-        while !self.out.is_empty() {
+        while let Some(front) = self.out.front() {
+            if let Some(job) = front.splice() {
+                if job.is_broken() {
+                    if self.out_pos > 0 {
+                        // Part of it is out: the stream cannot go on.
+                        return Err(io::Error::other("a spliced body's sender went away"));
+                    }
+                    self.drop_front();
+                    continue;
+                }
+                if self.out_pos >= front.mem_len() {
+                    let left = front.len() - self.out_pos;
+                    if job.available() == 0 {
+                        return Ok(Flush::Waiting);
+                    }
+                    let n = match job.write_to(&self.stream, left) {
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            return Ok(Flush::Blocked)
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    self.sent(n);
+                    continue;
+                }
+            }
             let mut iov = [IoSlice::new(&[]); MAX_IOV];
             let mut fds: Vec<RawFd> = Vec::new();
             let batch = self.next_batch(&mut iov, &mut fds);
@@ -600,6 +668,10 @@ impl Peer {
                 bytes += body.len() - (skip - head.len());
             }
             skip = 0;
+            if m.splice().is_some() {
+                // The rest comes from its pipe, before anything else.
+                break;
+            }
         }
         Batch {
             n_iov,
@@ -608,8 +680,9 @@ impl Peer {
         }
     }
 
-    /// `n` bytes from the front of the queue were written: the messages
-    /// written whole leave it (and release what they were charged).
+    /// `n` more bytes from the front of the queue were written: counts
+    /// them, and the messages written whole leave it (and release what
+    /// they were charged).
     pub fn sent(&mut self, n: usize) {
         self.stats.out_bytes += n as u64;
         self.out_bytes -= n;
@@ -619,21 +692,34 @@ impl Peer {
             let remaining = front.len() - self.out_pos;
             if left >= remaining {
                 left -= remaining;
-                self.out_fds -= front.n_fds();
-                let holder = self.account.uid;
-                self.account.release(
-                    front.actor(holder),
-                    front.len() as u64,
-                    front.n_fds() as u64,
-                );
-                self.out.pop_front();
-                self.out_detached = self.out_detached.saturating_sub(1);
-                self.out_pos = 0;
+                self.out_bytes += remaining;
+                self.drop_front();
             } else {
                 self.out_pos += left;
                 left = 0;
             }
         }
+    }
+
+    /// Takes the front message off the queue (written, or never to be)
+    /// and gives back what it was charged.
+    fn drop_front(&mut self) {
+        let Some(front) = self.out.pop_front() else {
+            return;
+        };
+        if front.splice().is_some() {
+            self.out_spliced -= 1;
+        }
+        self.out_bytes -= front.len() - self.out_pos;
+        self.out_fds -= front.n_fds();
+        let holder = self.account.uid;
+        self.account.release(
+            front.actor(holder),
+            front.len() as u64,
+            front.n_fds() as u64,
+        );
+        self.out_detached = self.out_detached.saturating_sub(1);
+        self.out_pos = 0;
     }
 
     /// Gives the queued messages that still point into a sender's receive

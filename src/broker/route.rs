@@ -9,7 +9,7 @@ use super::errors;
 use super::peer::{Inbound, OutMsg, PeerState, Shared};
 use super::security::View;
 use crate::transport::pool::Pooled;
-use crate::wire::header::{forward_header, forward_header_into, msg_type};
+use crate::wire::header::{forward_header, forward_header_with_body_len, msg_type};
 
 impl Bus {
     /// Routes a validated message from connection `sid`.
@@ -50,8 +50,12 @@ impl Bus {
             return;
         }
 
+        // A spliced body's rest (`inb.rest`) is not in `bytes`.
+        let body_len = bytes.len() - h.body_start + inb.rest;
         let forward = || OutMsg {
-            head: Pooled::reuse(|b| forward_header_into(h, bytes, &sender_name, b)),
+            head: Pooled::reuse(|b| {
+                forward_header_with_body_len(h, bytes, &sender_name, body_len, b)
+            }),
             body: Some(inb.clone()),
         };
         let v = View { h, bytes };

@@ -19,6 +19,13 @@ pub struct View<'a> {
 }
 
 impl<'a> View<'a> {
+    /// The message's length on the wire, from its fixed header (`bytes`
+    /// holds only the start of a message whose body is spliced).
+    pub fn msg_len(&self) -> usize {
+        let body = self.h.endian().u32(&self.bytes[4..8]) as usize;
+        self.h.body_start + body
+    }
+
     /// The facts policy rules look at.
     pub fn facts(&self) -> MessageFacts<'a> {
         MessageFacts {
@@ -66,7 +73,7 @@ impl Bus {
         let Some(r) = self.peers.get(&receiver) else {
             return true;
         };
-        let bytes = v.bytes.len() as u64;
+        let bytes = v.msg_len() as u64;
         let fds = u64::from(v.h.unix_fds);
         if r.account.admits(actor, bytes, fds) {
             return true;

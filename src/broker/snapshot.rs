@@ -361,6 +361,12 @@ impl Bus {
     /// The bus's state as plain data. Err when something cannot be carried
     /// over right now (the re-exec is then refused and may be retried).
     pub fn snapshot(&self) -> Result<BusState, String> {
+        // A body half way through a pipe cannot be saved (its bytes are in
+        // the kernel, split between two sockets and the pipe): the re-exec
+        // waits until none is, as it does for a pending user lookup.
+        if super::splice::in_flight() > 0 {
+            return Err("a large message is being spliced".into());
+        }
         let now = Instant::now();
         let lives: HashMap<*const super::peer::Live, u64> = self
             .peers
@@ -633,6 +639,8 @@ impl Bus {
                 fds: mfds,
                 charge,
                 sender_uid: m.sender_uid,
+                rest: 0,
+                splice: None,
             }));
         }
         let msg = |i: u32| {

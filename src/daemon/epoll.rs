@@ -76,7 +76,7 @@ impl Epoll {
         // not queue a readiness event ahead of peers that sent
         // data earlier (that would reorder their messages).
         let want_write = match p.flush() {
-            Ok(Flush::Done) => false,
+            Ok(Flush::Done | Flush::Waiting) => false,
             Ok(Flush::Blocked) => {
                 p.detach_queued();
                 true

@@ -375,10 +375,12 @@ impl Uring {
             return;
         }
         let fd = p.stream.raw_fd();
-        if p.out.front().is_some_and(|m| m.n_fds() > 0) {
-            // A message with fds: a plain sendmsg, as with epoll.
+        if p.out_spliced > 0 || p.out.front().is_some_and(|m| m.n_fds() > 0) {
+            // A message with fds, or a queue with a spliced body (whose
+            // rest is written from its pipe): a plain sendmsg, as with
+            // epoll.
             match p.flush() {
-                Ok(Flush::Done) => {}
+                Ok(Flush::Done | Flush::Waiting) => {}
                 Ok(Flush::Blocked) => {
                     p.detach_queued();
                     if !p.write_interest {

@@ -7,4 +7,5 @@ pub mod listener;
 pub mod pool;
 pub mod rxbuf;
 pub mod sasl;
+pub mod splice;
 pub mod stream;

@@ -167,6 +167,51 @@ impl Header {
         if total != msg.len() {
             return Err(WireError("message length mismatch"));
         }
+        let h = Self::parse_head::<CHECK>(msg, n_fds)?;
+        if CHECK {
+            let sig = h.signature(msg).unwrap_or("").as_bytes();
+            validate_body(sig, &msg[h.body_start..], h.endian())?;
+        }
+        Ok(h)
+    }
+
+    /// For a message of which only `prefix` has arrived: its header, when
+    /// the rest needs no validation, that is when the body is one byte
+    /// array (signature `ay`) and `prefix` holds the header and the
+    /// array's length, which matches the body's. The header is validated
+    /// as [`Header::parse`] does. None when the body is something else, or
+    /// the prefix too short, or anything is wrong (the copying path then
+    /// reads the whole message and reports it).
+    pub fn parse_prefix(prefix: &[u8], n_fds: usize) -> Option<Header> {
+        if prefix.len() < FIXED_HEADER_LEN {
+            return None;
+        }
+        let total = frame_len(prefix, usize::MAX).ok()?;
+        let endian = Endian::from_marker(prefix[0])?;
+        let fields_len = endian.u32(&prefix[12..16]) as usize;
+        let body_start = pad8(FIXED_HEADER_LEN + fields_len);
+        if prefix.len() < body_start + 4 || total < body_start + 4 {
+            return None;
+        }
+        let h = Self::parse_head::<true>(&prefix[..body_start + 4], n_fds).ok()?;
+        if h.signature(prefix) != Some("ay") {
+            return None;
+        }
+        let array_len = endian.u32(&prefix[body_start..body_start + 4]) as usize;
+        if array_len > super::MAX_ARRAY_LEN as usize || body_start + 4 + array_len != total {
+            return None;
+        }
+        Some(h)
+    }
+
+    /// Parses and validates everything before the body of `msg` (which
+    /// holds at least the header, padding included). Without `CHECK`
+    /// (the bus's own messages), names, UTF-8 and the signature are not
+    /// validated again.
+    fn parse_head<const CHECK: bool>(msg: &[u8], n_fds: usize) -> Result<Header, WireError> {
+        if msg.len() < FIXED_HEADER_LEN {
+            return Err(WireError("short fixed header"));
+        }
         let endian = Endian::from_marker(msg[0]).ok_or(WireError("bad byte order marker"))?;
         let mut h = Header {
             endian_big: endian == Endian::Big,
@@ -184,6 +229,9 @@ impl Header {
         let fields_len = endian.u32(&msg[12..16]) as usize;
         let fields_end = FIXED_HEADER_LEN + fields_len;
         h.body_start = pad8(fields_end);
+        if msg.len() < h.body_start {
+            return Err(WireError("header fields overrun"));
+        }
         if msg[fields_end..h.body_start].iter().any(|&b| b != 0) {
             return Err(WireError("nonzero header padding"));
         }
@@ -351,10 +399,6 @@ impl Header {
         }
         if h.unix_fds as usize > n_fds {
             return Err(WireError("message claims more fds than were sent"));
-        }
-        if CHECK {
-            let sig = h.signature(msg).unwrap_or("").as_bytes();
-            validate_body(sig, &msg[h.body_start..], endian)?;
         }
         Ok(h)
     }
@@ -536,7 +580,20 @@ pub fn forward_header(h: &Header, msg: &[u8], sender: &str) -> Vec<u8> {
 /// [`forward_header`] written into `out` (cleared first), reusing its
 /// capacity.
 pub fn forward_header_into(h: &Header, msg: &[u8], sender: &str, out: &mut Vec<u8>) {
-    let body_len = (msg.len() - h.body_start) as u32;
+    let body_len = msg.len() - h.body_start;
+    forward_header_with_body_len(h, msg, sender, body_len, out);
+}
+
+/// [`forward_header_into`] for a message whose body is `body_len` bytes
+/// long though `msg` holds only its start (a body spliced past user space).
+pub fn forward_header_with_body_len(
+    h: &Header,
+    msg: &[u8],
+    sender: &str,
+    body_len: usize,
+    out: &mut Vec<u8>,
+) {
+    let body_len = body_len as u32;
     let mut b = HeaderBuilder::with_buf(
         std::mem::take(out),
         h.endian(),

@@ -1,0 +1,516 @@
+//! Large bodies that never enter user space: when the body of a large
+//! unicast message is one byte array (`ay`), the bus reads and validates
+//! the header and the array's length, routes the message on that, and then
+//! moves the rest of the body from the sender's socket through a pipe into
+//! the recipient's socket with splice(2) (src/transport/splice.rs).
+//!
+//! - Where: only with a destination that is a connection (not the driver,
+//!   not a name waiting for activation, not the sender itself), with no
+//!   monitor and no `eavesdrop='true'` rule anywhere (so the message has
+//!   exactly one recipient), and from [`threshold`] bytes on. Everything
+//!   else takes the copying path ([`super::peer::LargeRx`]).
+//! - Routing, policy, quotas, max_message_size, the live-bytes and queue
+//!   limits and reply tracking all run on the header, as for any message;
+//!   the message is charged at its full length.
+//! - Order: the recipient's queue holds the message (its header and the
+//!   array's length in memory, the rest to come from the pipe); nothing
+//!   behind it is written until its last byte is (see
+//!   [`super::peer::Peer::flush`]). The sender's next messages are not read
+//!   until the rest of this body has left its socket.
+//! - Back-pressure: the pipe takes what its slots hold (from a unix
+//!   socket, ~16 KiB a slot, so ~4 MiB with pipe-max-size 1 MiB). Should it
+//!   fill up, the rest of the body is read into memory ("spilled", as the
+//!   copying path would hold all of it) and written after the pipe's
+//!   bytes, while the bus holds less than [`SPILL_BUDGET`] of spilled bytes
+//!   in all; past that the body stays in the sender's socket and only that
+//!   sender waits (its turn ends; the recipient's progress wakes it).
+//!   Spilling first keeps what dbus-daemon guarantees in all but extreme
+//!   cases: a sender never waits for its recipient, so a client that
+//!   writes a large message to a peer that reads only once its own write
+//!   finished (or to itself, single-threaded) does not deadlock. Nothing
+//!   blocks the loop; a stalled recipient stalls no other connection.
+//! - Refused (no recipient took it) or the recipient went away: the rest is
+//!   still read from the sender, and thrown away, so the sender's next
+//!   message is framed where it starts. As with dbus-daemon, the message is
+//!   just lost.
+//! - The sender went away before the whole body arrived: dbus-daemon never
+//!   routes an incomplete message, so a recipient that has not been written
+//!   any of it yet simply never sees it. A recipient that already got part
+//!   of it cannot be given anything else on that stream (it would read the
+//!   next message as the rest of this one), so it is disconnected.
+//! - Pipes: at most [`PIPES_PER_SENDER`] bodies of one sender are in pipes
+//!   at once (each stays in its pipe until its recipient has read it); its
+//!   next large message then waits in its socket, and reading from it
+//!   resumes when one of them is through. Bus-wide at most
+//!   [`crate::transport::splice::MAX_LIVE_PIPES`]; past that the copying
+//!   path is used.
+//! - Re-exec is refused while any such body is in flight ([`in_flight`]).
+
+use std::cell::{Cell, RefCell};
+use std::io::{self, IoSlice};
+use std::rc::Rc;
+use std::sync::OnceLock;
+
+use super::bus::{Bus, DBUS_NAME};
+use super::peer::{Charge, Inbound};
+use crate::transport::rxbuf::MsgBytes;
+use crate::transport::splice::Pipe;
+use crate::transport::stream::Stream;
+use crate::wire::header::Header;
+
+/// Messages this large or larger are spliced when they can be. Measured
+/// (bench/README.md, "Large bodies with splice(2)"; libdbus clients, 64
+/// calls in flight, one CPU): at 64 KiB splicing costs the daemon 5% more
+/// CPU per message than copying and the whole run 12% more CPU per call
+/// (the recipient gets each body in more pieces); at 256 KiB it halves the
+/// daemon's CPU (27 vs 52 us) for the same overall rate; at 1 MiB it halves
+/// it too (114 vs 234 us) and peak RSS falls from 68 to 6 MiB. So splicing
+/// starts at 256 KiB. `BUSBAR_SPLICE_MIN=<bytes>` overrides it (`off`
+/// disables splicing), for benchmarks and tests.
+pub const DEFAULT_THRESHOLD: usize = 256 * 1024;
+
+/// The size from which bodies are spliced.
+pub fn threshold() -> usize {
+    static T: OnceLock<usize> = OnceLock::new();
+    *T.get_or_init(|| match std::env::var("BUSBAR_SPLICE_MIN") {
+        Ok(v) if v == "off" => usize::MAX,
+        Ok(v) => v.parse().unwrap_or(DEFAULT_THRESHOLD),
+        Err(_) => DEFAULT_THRESHOLD,
+    })
+}
+
+thread_local! {
+    static IN_FLIGHT: Cell<usize> = const { Cell::new(0) };
+    static WAKE: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+    /// Spilled bytes held now, all bodies together.
+    static SPILLED: Cell<usize> = const { Cell::new(0) };
+    /// Senders waiting for [`SPILLED`] to go down.
+    static OVER_BUDGET: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+    /// Bodies in pipes, by sender.
+    static PIPES_OF: RefCell<std::collections::HashMap<u64, usize>> =
+        RefCell::new(std::collections::HashMap::new());
+}
+
+/// Bodies being spliced now (the re-exec waits for none).
+pub fn in_flight() -> usize {
+    IN_FLIGHT.with(Cell::get)
+}
+
+/// Bodies of one sender in pipes at once, at most (see the module).
+pub const PIPES_PER_SENDER: usize = 8;
+
+/// Spilled bytes the bus holds at most, all bodies together (see the
+/// module).
+pub const SPILL_BUDGET: usize = 4 * 1024 * 1024;
+
+/// Gives sender `id` a turn after the loop's next flush.
+pub fn wake(id: u64) {
+    WAKE.with(|w| w.borrow_mut().push(id));
+}
+
+/// Senders whose recipient went away: the loop gives them a turn to throw
+/// the rest of their body away (their socket, edge-triggered, may not say
+/// so again).
+pub fn take_wakes(into: &mut Vec<u64>) {
+    WAKE.with(|w| into.append(&mut w.borrow_mut()));
+}
+
+/// The rest of one message's body on its way through a pipe. Held by its
+/// sender (while bytes are still to be read) and by the recipient's queued
+/// copy (while bytes are still to be written).
+#[derive(Debug)]
+pub struct SpliceBody {
+    pipe: Option<Pipe>,
+    /// The connection that sent it.
+    pub sender: u64,
+    /// The connection it is addressed to.
+    pub recipient: u64,
+    /// Bytes still in the sender's socket.
+    to_read: Cell<usize>,
+    /// Bytes in the pipe.
+    in_pipe: Cell<usize>,
+    /// The sender went away before all of it was read.
+    broken: Cell<bool>,
+    /// Bytes read into memory because the pipe was full (they follow the
+    /// pipe's; once there are any, the rest of the body comes here too).
+    /// Its length is the room (initialized, a reused buffer, so spilling
+    /// costs no zeroing), `spill_len` the bytes in it.
+    spill: std::cell::RefCell<Vec<u8>>,
+    /// Bytes in `spill`.
+    spill_len: Cell<usize>,
+    /// Of `spill`, bytes written to the recipient.
+    spill_sent: Cell<usize>,
+    /// Whether the rest of the body goes to `spill` (once it started).
+    spilling: Cell<bool>,
+    /// The sender waits for the pipe to drain (or spill room).
+    parked: Cell<bool>,
+}
+
+impl SpliceBody {
+    fn new(pipe: Pipe, sender: u64, recipient: u64, to_read: usize, in_pipe: usize) -> Self {
+        IN_FLIGHT.with(|c| c.set(c.get() + 1));
+        PIPES_OF.with(|m| *m.borrow_mut().entry(sender).or_insert(0) += 1);
+        SpliceBody {
+            pipe: Some(pipe),
+            sender,
+            recipient,
+            to_read: Cell::new(to_read),
+            in_pipe: Cell::new(in_pipe),
+            broken: Cell::new(false),
+            spill: std::cell::RefCell::new(Vec::new()),
+            spill_sent: Cell::new(0),
+            spill_len: Cell::new(0),
+            spilling: Cell::new(false),
+            parked: Cell::new(false),
+        }
+    }
+
+    fn pipe(&self) -> &Pipe {
+        // Only Drop takes it.
+        self.pipe.as_ref().expect("pipe present until drop")
+    }
+
+    /// Whether the sender went away before the whole body was read.
+    pub fn is_broken(&self) -> bool {
+        self.broken.get()
+    }
+
+    /// Bytes ready for the recipient (in the pipe, then spilled).
+    pub fn available(&self) -> usize {
+        self.in_pipe.get() + self.spill_len.get() - self.spill_sent.get()
+    }
+
+    fn spilling(&self) -> bool {
+        self.spilling.get()
+    }
+
+    /// Frees what was spilled and written; wakes the senders that waited
+    /// for spill room.
+    fn release_spill(&self) {
+        let mut spill = self.spill.borrow_mut();
+        let n = self.spill_len.replace(0);
+        super::peer::buffers::give_back(std::mem::take(&mut *spill));
+        self.spill_sent.set(0);
+        SPILLED.with(|c| c.set(c.get().saturating_sub(n)));
+        OVER_BUDGET.with(|o| {
+            for id in o.borrow_mut().drain(..) {
+                wake(id);
+            }
+        });
+    }
+
+    /// Writes at most `len` of the ready bytes into the recipient's socket
+    /// (the pipe's first).
+    pub fn write_to(&self, to: &Stream, len: usize) -> io::Result<usize> {
+        let n = if self.in_pipe.get() > 0 {
+            let n = self
+                .pipe()
+                .drain_to(to.raw_fd(), len.min(self.in_pipe.get()))?;
+            self.in_pipe.set(self.in_pipe.get() - n);
+            n
+        } else {
+            let spill = self.spill.borrow();
+            let from = self.spill_sent.get();
+            let end = self.spill_len.get().min(from + len);
+            let n = to.send(&[IoSlice::new(&spill[from..end])], &[])?;
+            self.spill_sent.set(from + n);
+            let all = from + n == self.spill_len.get();
+            drop(spill);
+            if all {
+                self.release_spill();
+            }
+            n
+        };
+        if n > 0 && self.parked.replace(false) {
+            wake(self.sender);
+        }
+        Ok(n)
+    }
+}
+
+impl Drop for SpliceBody {
+    fn drop(&mut self) {
+        IN_FLIGHT.with(|c| c.set(c.get().saturating_sub(1)));
+        let was = PIPES_OF.with(|m| {
+            let mut m = m.borrow_mut();
+            let n = m.get(&self.sender).copied().unwrap_or(0);
+            if n <= 1 {
+                m.remove(&self.sender);
+            } else {
+                m.insert(self.sender, n - 1);
+            }
+            n
+        });
+        if was == PIPES_PER_SENDER {
+            // It may wait to start its next body.
+            wake(self.sender);
+        }
+        if !self.spill.borrow().is_empty() {
+            self.release_spill();
+        }
+        if let Some(p) = self.pipe.take() {
+            if self.in_pipe.get() == 0 && self.to_read.get() == 0 && !self.broken.get() {
+                p.give_back();
+            } else {
+                p.discard();
+            }
+        }
+    }
+}
+
+/// What [`Bus::try_splice`] decided.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Start {
+    /// Not spliced: the copying path takes it.
+    No,
+    /// Routed; its rest is being spliced.
+    Started,
+    /// Its sender has [`PIPES_PER_SENDER`] bodies in pipes: not read on
+    /// until one is through.
+    Wait,
+}
+
+/// What [`Bus::splice_pull`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pull {
+    /// The body's rest has left the sender's socket: read on.
+    Done,
+    /// Nothing more now (the socket is dry, or the pipe full).
+    Wait,
+    /// The sender is gone (or going).
+    Gone,
+}
+
+impl Bus {
+    /// A large message of `total` bytes has started arriving from `id` and
+    /// its beginning is in `inbuf`: if its body can be spliced (see the
+    /// module), routes it now and starts moving the rest (the buffered
+    /// bytes are then used up).
+    pub(super) fn try_splice(&mut self, id: u64, total: usize) -> Start {
+        if total < threshold() || !self.monitors.is_empty() || self.matches.has_eavesdrop_rules() {
+            return Start::No;
+        }
+        if PIPES_OF.with(|m| m.borrow().get(&id).copied().unwrap_or(0)) >= PIPES_PER_SENDER {
+            return Start::Wait;
+        }
+        if self.try_start(id, total) {
+            Start::Started
+        } else {
+            Start::No
+        }
+    }
+
+    fn try_start(&mut self, id: u64, total: usize) -> bool {
+        let Some(p) = self.peers.get(&id) else {
+            return false;
+        };
+        if !p.is_active() {
+            return false;
+        }
+        let prefix = p.inbuf.data();
+        let Some(h) = Header::parse_prefix(prefix, p.in_fds.len()) else {
+            return false;
+        };
+        let Some(r) = h
+            .destination(prefix)
+            .filter(|d| *d != DBUS_NAME)
+            .and_then(|d| self.lookup(d))
+            .filter(|&r| r != id)
+        else {
+            return false;
+        };
+        let head_len = h.body_start + 4;
+        let read = prefix.len().min(total);
+        let rest = total - head_len;
+        let Some(pipe) = Pipe::take(rest) else {
+            return false;
+        };
+        // The part of the array already read goes into the pipe first.
+        let early = &prefix[head_len..read];
+        if !early.is_empty() {
+            match pipe.write(early) {
+                Ok(n) if n == early.len() => {}
+                _ => {
+                    pipe.discard();
+                    return false;
+                }
+            }
+        }
+        let bytes = prefix[..head_len].to_vec();
+        let job = Rc::new(SpliceBody::new(
+            pipe,
+            id,
+            r,
+            rest - early.len(),
+            early.len(),
+        ));
+        let max_fds = self.config.limits.max_message_unix_fds as usize;
+        let Some(p) = self.peers.get_mut(&id) else {
+            return false;
+        };
+        p.inbuf.consume(read);
+        let n = h.unix_fds as usize;
+        if n > max_fds || (n > 0 && !p.unix_fd) {
+            self.protocol_violation(id, "too many or unexpected unix fds");
+            return true;
+        }
+        let fds: Vec<_> = p.in_fds.drain(..n).collect();
+        p.stats.in_msgs += 1;
+        p.stats.in_bytes += total as u64;
+        p.stats.in_fds += n as u64;
+        let charge = Charge::new(&p.live, total as u64, n as u64);
+        p.stats.peak_in_bytes = p.stats.peak_in_bytes.max(p.live.bytes.get());
+        p.stats.peak_in_fds = p.stats.peak_in_fds.max(p.live.fds.get());
+        let sender_uid = p.account.uid;
+        p.splice_in = Some(job.clone());
+        self.dispatch(
+            id,
+            Inbound {
+                bytes: MsgBytes::Owned(bytes),
+                header: h,
+                fds,
+                charge: Some(charge),
+                sender_uid,
+                rest,
+                splice: Some(job.clone()),
+            },
+        );
+        if Rc::strong_count(&job) > 2 {
+            self.dirty.push(r);
+        }
+        true
+    }
+
+    /// Moves what it can of the body `id` is sending from its socket into
+    /// the pipe (or, when nobody will receive it, throws it away).
+    pub fn splice_pull(&mut self, id: u64) -> Pull {
+        let Some(p) = self.peers.get_mut(&id) else {
+            return Pull::Gone;
+        };
+        let Some(job) = p.splice_in.clone() else {
+            return Pull::Done;
+        };
+        let fd = p.stream.raw_fd();
+        loop {
+            // Only the sender's handle and this one left: refused, or the
+            // recipient is gone.
+            let unwanted = Rc::strong_count(&job) <= 2;
+            if unwanted && job.in_pipe.get() > 0 {
+                match job.pipe().drain_away(job.in_pipe.get()) {
+                    Ok(n) => job.in_pipe.set(job.in_pipe.get() - n),
+                    Err(_) => {
+                        self.splice_sender_failed(id);
+                        return Pull::Gone;
+                    }
+                }
+            }
+            let to_read = job.to_read.get();
+            if to_read == 0 {
+                if let Some(p) = self.peers.get_mut(&id) {
+                    p.splice_in = None;
+                }
+                return Pull::Done;
+            }
+            let r = if job.spilling() && !unwanted {
+                Err(io::ErrorKind::WouldBlock.into())
+            } else {
+                job.pipe().fill_from(fd, to_read)
+            };
+            match r {
+                Ok(0) => {
+                    // End of stream in the middle of the body.
+                    self.splice_sender_failed(id);
+                    return Pull::Gone;
+                }
+                Ok(n) => {
+                    job.to_read.set(to_read - n);
+                    job.in_pipe.set(job.in_pipe.get() + n);
+                    if !unwanted {
+                        self.dirty.push(job.recipient);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if unwanted {
+                        return Pull::Wait;
+                    }
+                    // The socket is dry, or the pipe is full: then the
+                    // rest goes to memory (see the module).
+                    match self.spill(id, &job) {
+                        Ok(0) => {
+                            self.splice_sender_failed(id);
+                            return Pull::Gone;
+                        }
+                        Ok(_) => self.dirty.push(job.recipient),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            // Woken by the recipient's progress (or the
+                            // socket, if it was only dry).
+                            job.parked.set(true);
+                            return Pull::Wait;
+                        }
+                        Err(_) => {
+                            self.splice_sender_failed(id);
+                            return Pull::Gone;
+                        }
+                    }
+                }
+                Err(_) => {
+                    self.splice_sender_failed(id);
+                    return Pull::Gone;
+                }
+            }
+        }
+    }
+
+    /// Reads what the sender's socket has of the body into memory.
+    fn spill(&mut self, id: u64, job: &SpliceBody) -> io::Result<usize> {
+        const STEP: usize = 256 * 1024;
+        let Some(p) = self.peers.get_mut(&id) else {
+            return Ok(0);
+        };
+        let held = SPILLED.with(Cell::get);
+        if held >= SPILL_BUDGET {
+            OVER_BUDGET.with(|o| o.borrow_mut().push(id));
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let mut spill = job.spill.borrow_mut();
+        let start = job.spill_len.get();
+        let want = job.to_read.get().min(STEP).min(SPILL_BUDGET - held);
+        if spill.is_empty() {
+            *spill = super::peer::buffers::take(want.max(super::peer::FIRST_STEP));
+        } else if spill.len() < start + want {
+            spill.resize(start + want, 0);
+        }
+        let want = want.min(spill.len() - start);
+        let mut fds = Vec::new();
+        // Never past the body: what follows is the next message.
+        let r = p.stream.recv(&mut spill[start..start + want], &mut fds);
+        p.in_fds.extend(fds);
+        let n = r?;
+        job.spill_len.set(start + n);
+        SPILLED.with(|c| c.set(c.get() + n));
+        if n > 0 {
+            job.spilling.set(true);
+        }
+        job.to_read.set(job.to_read.get() - n);
+        Ok(n)
+    }
+
+    /// The sender of a body being spliced broke off: it is disconnected,
+    /// and its recipient is flushed (see the module for what it gets).
+    fn splice_sender_failed(&mut self, id: u64) {
+        self.close(id);
+        self.splice_sender_gone(id);
+    }
+
+    /// Connection `id` is going away: a body it was still sending cannot
+    /// be completed.
+    pub(super) fn splice_sender_gone(&mut self, id: u64) {
+        let Some(job) = self.peers.get_mut(&id).and_then(|p| p.splice_in.take()) else {
+            return;
+        };
+        if job.to_read.get() > 0 {
+            job.broken.set(true);
+            self.dirty.push(job.recipient);
+        }
+    }
+}
