@@ -165,4 +165,9 @@ fn normalisation_keeps_roles_apart() {
         "s=\"<A>\" s=\"<B>\" '<?0>'. <A>. <daemon-pid> 42420 x4242y <<guid>>"
     );
     assert_ne!(n.apply("u=:1.1"), n.apply("u=:1.10"));
+    // A reply serial equal to the daemon's pid stays a number.
+    assert_eq!(
+        n.apply("reply_to=4242 u 4242"),
+        "reply_to=4242 u <daemon-pid>"
+    );
 }

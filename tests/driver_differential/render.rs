@@ -379,7 +379,10 @@ impl Norm {
                 let tok = &text[i..j];
                 // a whole number, not a run of digits inside a hex string
                 let whole = j == b.len() || !b[j].is_ascii_alphanumeric();
-                if !whole {
+                // A serial is not a pid, even when it has the same value
+                // (a fresh machine's pids are small, like serials).
+                let serial = text[..i].ends_with("reply_to=") || text[..i].ends_with("serial=");
+                if !whole || serial {
                     out.push_str(tok);
                 } else if tok == self.daemon_pid.to_string() {
                     out.push_str("<daemon-pid>");
