@@ -13,8 +13,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const MONITORING: &str = "org.freedesktop.DBus.Monitoring";
-
 /// A fresh directory for .service files (created before the daemon reads
 /// its config, which names it).
 fn service_dir(tag: &str) -> PathBuf {
@@ -149,22 +147,6 @@ fn unix_fd_index_out_of_range_is_forwarded() {
 
 // 4 ------------------------------------------------------------------------
 
-/// Makes `c` a monitor with no match rules (it sees everything).
-fn become_monitor(c: &mut Client) {
-    let mut w = W::new();
-    w.str_array(&[]).u32(0);
-    let s = c.call(
-        Some(DRIVER),
-        DRIVER_PATH,
-        Some(MONITORING),
-        "BecomeMonitor",
-        "asu",
-        w.buf,
-    );
-    let r = c.wait_reply(s);
-    assert_eq!(r.msg_type, METHOD_RETURN, "BecomeMonitor: {r:?}");
-}
-
 /// The driver's signals a monitor saw, as "Member(dest; args)" with unique
 /// names replaced by A/B.
 fn driver_signals(msgs: &[Msg], names: &[(&str, &str)]) -> Vec<String> {
@@ -208,7 +190,7 @@ fn monitor_until(mon: &mut Client, done: impl Fn(&[Msg]) -> bool) -> Vec<Msg> {
 fn disconnect_emits_name_lost_before_name_owner_changed() {
     let bus = Bus::start();
     let mut mon = Client::connect(&bus);
-    become_monitor(&mut mon);
+    mon.become_monitor(&[]);
     let mut a = Client::connect(&bus);
     let mut b = Client::connect(&bus);
     assert_eq!(a.request_name("com.example.Issue8.One", 0), 1);

@@ -29,18 +29,7 @@ fn trigger_warnings(d: &Daemon) {
     // auth_timeout is 300 ms in these configs.
     expect_disconnect(&mut lazy, "auth timeout");
     let mut m = d.client();
-    let mut w = W::new();
-    w.str_array(&[]).u32(0);
-    let r = m.call(
-        Some(DRIVER),
-        DRIVER_PATH,
-        Some("org.freedesktop.DBus.Monitoring"),
-        "BecomeMonitor",
-        "asu",
-        w.buf,
-    );
-    let reply = m.wait_reply(r);
-    assert_eq!(reply.msg_type, METHOD_RETURN, "BecomeMonitor: {reply:?}");
+    m.become_monitor(&[]);
 }
 
 fn assert_answering(d: &mut Daemon, good: &mut Client) {

@@ -163,18 +163,7 @@ fn stream_across_reexec_is_exact() {
     let mut second = Client::connect(&rx.bus);
     assert_eq!(second.request_name("org.busbar.Rx.Owner", 0), 2);
     let mut mon = Client::connect(&rx.bus);
-    let mut w = W::new();
-    w.str_array(&[&format!("interface='{IFACE}',member='Probe'")])
-        .u32(0);
-    let s = mon.call(
-        Some(DRIVER),
-        DRIVER_PATH,
-        Some("org.freedesktop.DBus.Monitoring"),
-        "BecomeMonitor",
-        "asu",
-        w.buf,
-    );
-    assert_eq!(mon.wait_reply(s).msg_type, METHOD_RETURN);
+    mon.become_monitor(&[&format!("interface='{IFACE}',member='Probe'")]);
     let id_before = sender.get_id();
     let names_before = sender.list_names();
 
@@ -579,17 +568,7 @@ fn write_fixture() {
     assert_eq!(b.request_name("org.busbar.Fixture", 0), 2);
     b.add_match("type='signal',interface='org.busbar.Fixture'");
     let mut mon = Client::connect(&rx.bus);
-    let mut w = W::new();
-    w.str_array(&["type='signal'"]).u32(0);
-    let s = mon.call(
-        Some(DRIVER),
-        DRIVER_PATH,
-        Some("org.freedesktop.DBus.Monitoring"),
-        "BecomeMonitor",
-        "asu",
-        w.buf,
-    );
-    assert_eq!(mon.wait_reply(s).msg_type, METHOD_RETURN);
+    mon.become_monitor(&["type='signal'"]);
     let _call = b.call(
         Some("org.busbar.Fixture"),
         "/f",

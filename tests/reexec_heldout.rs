@@ -232,21 +232,6 @@ fn expect_probe(mon: &mut Client, tag: u32, when: &str) {
     }
 }
 
-fn become_monitor(c: &mut Client, rule: &str) {
-    let mut w = W::new();
-    w.str_array(&[rule]).u32(0);
-    let s = c.call(
-        Some(DRIVER),
-        DRIVER_PATH,
-        Some("org.freedesktop.DBus.Monitoring"),
-        "BecomeMonitor",
-        "asu",
-        w.buf,
-    );
-    let r = c.wait_reply(s);
-    assert_eq!(r.msg_type, METHOD_RETURN, "BecomeMonitor: {r:?}");
-}
-
 fn name_owner(c: &mut Client, name: &str) -> String {
     let mut w = W::new();
     w.str(name);
@@ -323,7 +308,7 @@ fn heldout(trigger: Trigger) {
 
     // A monitor.
     let mut mon = Client::connect(&s.bus);
-    become_monitor(&mut mon, &format!("type='method_call',interface='{PROBE}'"));
+    mon.become_monitor(&[&format!("type='method_call',interface='{PROBE}'")]);
     send_probe(&mut caller, 1);
     expect_probe(&mut mon, 1, "before the re-exec");
 

@@ -368,18 +368,7 @@ fn large_signal_seen_by_a_monitor() {
     let bus = Bus::start();
     let mut mon = Client::connect(&bus);
     long_timeouts(&mon);
-    let mut w = W::new();
-    w.str_array(&[]).u32(0);
-    let s = mon.call(
-        Some(DRIVER),
-        DRIVER_PATH,
-        Some("org.freedesktop.DBus.Monitoring"),
-        "BecomeMonitor",
-        "asu",
-        w.buf,
-    );
-    let rep = mon.wait_reply(s);
-    assert_eq!(rep.msg_type, METHOD_RETURN, "BecomeMonitor: {rep:?}");
+    mon.become_monitor(&[]);
     let mut r = Client::connect(&bus);
     long_timeouts(&r);
     let r_name = r.unique_name.clone();

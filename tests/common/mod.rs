@@ -1054,6 +1054,23 @@ impl Client {
         assert_eq!(r.msg_type, METHOD_RETURN, "AddMatch {rule}: {r:?}");
     }
 
+    /// Makes this connection a monitor with `rules` (none: it sees
+    /// everything), asserting that BecomeMonitor succeeded.
+    pub fn become_monitor(&mut self, rules: &[&str]) {
+        let mut w = W::new();
+        w.str_array(rules).u32(0);
+        let s = self.call(
+            Some(DRIVER),
+            DRIVER_PATH,
+            Some("org.freedesktop.DBus.Monitoring"),
+            "BecomeMonitor",
+            "asu",
+            w.buf,
+        );
+        let r = self.wait_reply(s);
+        assert_eq!(r.msg_type, METHOD_RETURN, "BecomeMonitor: {r:?}");
+    }
+
     pub fn remove_match(&mut self, rule: &str) -> Msg {
         let mut w = W::new();
         w.str(rule);
