@@ -230,6 +230,48 @@ fn recipient_that_does_not_read_stalls_nobody_else() {
     assert!(!big_sender.get_id().is_empty());
 }
 
+/// A sender whose large messages pile up at a recipient that does not
+/// read is not held back: dbus-daemon reads every message it is sent (up
+/// to the recipient's max_outgoing_bytes), so the sender's writes finish
+/// and its own next call is answered. Two shapes: more bodies than busbar
+/// keeps in pipes for one sender, and bodies larger than their pipes.
+fn sender_goes_on_past_a_recipient_that_does_not_read(count: usize, size: usize) {
+    let bus = Bus::start();
+    let mut stalled = Client::connect(&bus);
+    long_timeouts(&stalled);
+    let dest = stalled.unique_name.clone();
+    let mut big_sender = Client::connect(&bus);
+    long_timeouts(&big_sender);
+    let sender = thread::spawn(move || {
+        for i in 0..count {
+            big_sender.send(put(&dest, ay(size, i as u32)).flags_or(NO_REPLY_EXPECTED));
+        }
+        // Answered only once the bus has read every body before it.
+        let t0 = Instant::now();
+        assert!(!big_sender.get_id().is_empty());
+        t0.elapsed()
+    });
+    let waited = sender.join().expect("the sender's writes and GetId");
+    assert!(
+        waited < Duration::from_secs(10),
+        "the sender's GetId took {waited:?}"
+    );
+    for i in 0..count {
+        let m = next_from_peer(&mut stalled);
+        assert_same(&format!("body {i}"), &m.body, &ay(size, i as u32));
+    }
+}
+
+#[test]
+fn many_large_bodies_to_a_recipient_that_does_not_read() {
+    sender_goes_on_past_a_recipient_that_does_not_read(24, 300 * 1024);
+}
+
+#[test]
+fn bodies_larger_than_their_pipes_to_a_recipient_that_does_not_read() {
+    sender_goes_on_past_a_recipient_that_does_not_read(3, 12 * MIB);
+}
+
 /// The sender of a large message hangs up half way through its body. The
 /// bus stays up; the recipient never sees a truncated message followed by
 /// anything else: either it never sees that message and stays connected

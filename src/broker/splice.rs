@@ -21,14 +21,16 @@
 //!   socket, ~16 KiB a slot, so ~4 MiB with pipe-max-size 1 MiB). Should it
 //!   fill up, the rest of the body is read into memory ("spilled", as the
 //!   copying path would hold all of it) and written after the pipe's
-//!   bytes, while the bus holds less than [`SPILL_BUDGET`] of spilled bytes
-//!   in all; past that the body stays in the sender's socket and only that
-//!   sender waits (its turn ends; the recipient's progress wakes it).
-//!   Spilling first keeps what dbus-daemon guarantees in all but extreme
-//!   cases: a sender never waits for its recipient, so a client that
-//!   writes a large message to a peer that reads only once its own write
-//!   finished (or to itself, single-threaded) does not deadlock. Nothing
-//!   blocks the loop; a stalled recipient stalls no other connection.
+//!   bytes. Spilled bytes need no budget of their own: the message was
+//!   charged at its full length when it was routed (the recipient's
+//!   max_outgoing_bytes, the users' quotas), exactly as a copied one is.
+//!   This keeps what dbus-daemon guarantees: a sender never waits for its
+//!   recipient, so a client that writes a large message to a peer that
+//!   reads only once its own write finished (or to itself,
+//!   single-threaded) does not deadlock, and a sender's own next call is
+//!   answered while its bodies wait at a recipient that does not read.
+//!   Nothing blocks the loop; a stalled recipient stalls no other
+//!   connection.
 //! - Refused (no recipient took it) or the recipient went away: the rest is
 //!   still read from the sender, and thrown away, so the sender's next
 //!   message is framed where it starts. As with dbus-daemon, the message is
@@ -40,10 +42,9 @@
 //!   next message as the rest of this one), so it is disconnected.
 //! - Pipes: at most [`PIPES_PER_SENDER`] bodies of one sender are in pipes
 //!   at once (each stays in its pipe until its recipient has read it); its
-//!   next large message then waits in its socket, and reading from it
-//!   resumes when one of them is through. Bus-wide at most
-//!   [`crate::transport::splice::MAX_LIVE_PIPES`]; past that the copying
-//!   path is used.
+//!   next large messages take the copying path until one of them is
+//!   through. Bus-wide at most [`crate::transport::splice::MAX_LIVE_PIPES`];
+//!   past that the copying path is used too.
 //! - Re-exec is refused while any such body is in flight ([`in_flight`]).
 
 use std::cell::{Cell, RefCell};
@@ -82,10 +83,6 @@ pub fn threshold() -> usize {
 thread_local! {
     static IN_FLIGHT: Cell<usize> = const { Cell::new(0) };
     static WAKE: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
-    /// Spilled bytes held now, all bodies together.
-    static SPILLED: Cell<usize> = const { Cell::new(0) };
-    /// Senders waiting for [`SPILLED`] to go down.
-    static OVER_BUDGET: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
     /// Bodies in pipes, by sender.
     static PIPES_OF: RefCell<std::collections::HashMap<u64, usize>> =
         RefCell::new(std::collections::HashMap::new());
@@ -98,10 +95,6 @@ pub fn in_flight() -> usize {
 
 /// Bodies of one sender in pipes at once, at most (see the module).
 pub const PIPES_PER_SENDER: usize = 8;
-
-/// Spilled bytes the bus holds at most, all bodies together (see the
-/// module).
-pub const SPILL_BUDGET: usize = 4 * 1024 * 1024;
 
 /// Gives sender `id` a turn after the loop's next flush.
 pub fn wake(id: u64) {
@@ -184,19 +177,12 @@ impl SpliceBody {
         self.spilling.get()
     }
 
-    /// Frees what was spilled and written; wakes the senders that waited
-    /// for spill room.
+    /// Frees what was spilled and written.
     fn release_spill(&self) {
         let mut spill = self.spill.borrow_mut();
-        let n = self.spill_len.replace(0);
+        self.spill_len.set(0);
         super::peer::buffers::give_back(std::mem::take(&mut *spill));
         self.spill_sent.set(0);
-        SPILLED.with(|c| c.set(c.get().saturating_sub(n)));
-        OVER_BUDGET.with(|o| {
-            for id in o.borrow_mut().drain(..) {
-                wake(id);
-            }
-        });
     }
 
     /// Writes at most `len` of the ready bytes into the recipient's socket
@@ -231,20 +217,13 @@ impl SpliceBody {
 impl Drop for SpliceBody {
     fn drop(&mut self) {
         IN_FLIGHT.with(|c| c.set(c.get().saturating_sub(1)));
-        let was = PIPES_OF.with(|m| {
+        PIPES_OF.with(|m| {
             let mut m = m.borrow_mut();
-            let n = m.get(&self.sender).copied().unwrap_or(0);
-            if n <= 1 {
-                m.remove(&self.sender);
-            } else {
-                m.insert(self.sender, n - 1);
+            match m.get(&self.sender).copied().unwrap_or(0) {
+                0 | 1 => m.remove(&self.sender),
+                n => m.insert(self.sender, n - 1),
             }
-            n
         });
-        if was == PIPES_PER_SENDER {
-            // It may wait to start its next body.
-            wake(self.sender);
-        }
         if !self.spill.borrow().is_empty() {
             self.release_spill();
         }
@@ -265,9 +244,6 @@ pub enum Start {
     No,
     /// Routed; its rest is being spliced.
     Started,
-    /// Its sender has [`PIPES_PER_SENDER`] bodies in pipes: not read on
-    /// until one is through.
-    Wait,
 }
 
 /// What [`Bus::splice_pull`] did.
@@ -290,10 +266,12 @@ impl Bus {
         if total < threshold() || !self.monitors.is_empty() || self.matches.has_eavesdrop_rules() {
             return Start::No;
         }
-        if PIPES_OF.with(|m| m.borrow().get(&id).copied().unwrap_or(0)) >= PIPES_PER_SENDER {
-            return Start::Wait;
-        }
-        if self.try_start(id, total) {
+        // Past its share of pipes, a sender's large messages are copied
+        // (charged to it like any message) rather than held in its socket:
+        // a sender never waits for its recipient (see the module).
+        if PIPES_OF.with(|m| m.borrow().get(&id).copied().unwrap_or(0)) < PIPES_PER_SENDER
+            && self.try_start(id, total)
+        {
             Start::Started
         } else {
             Start::No
@@ -442,8 +420,8 @@ impl Bus {
                         }
                         Ok(_) => self.dirty.push(job.recipient),
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            // Woken by the recipient's progress (or the
-                            // socket, if it was only dry).
+                            // The socket is dry: woken when it is not (or
+                            // by the recipient's progress).
                             job.parked.set(true);
                             return Pull::Wait;
                         }
@@ -467,14 +445,9 @@ impl Bus {
         let Some(p) = self.peers.get_mut(&id) else {
             return Ok(0);
         };
-        let held = SPILLED.with(Cell::get);
-        if held >= SPILL_BUDGET {
-            OVER_BUDGET.with(|o| o.borrow_mut().push(id));
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
         let mut spill = job.spill.borrow_mut();
         let start = job.spill_len.get();
-        let want = job.to_read.get().min(STEP).min(SPILL_BUDGET - held);
+        let want = job.to_read.get().min(STEP);
         if spill.is_empty() {
             *spill = super::peer::buffers::take(want.max(super::peer::FIRST_STEP));
         } else if spill.len() < start + want {
@@ -487,7 +460,6 @@ impl Bus {
         p.in_fds.extend(fds);
         let n = r?;
         job.spill_len.set(start + n);
-        SPILLED.with(|c| c.set(c.get() + n));
         if n > 0 {
             job.spilling.set(true);
         }
