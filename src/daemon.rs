@@ -818,6 +818,9 @@ impl Loop {
     /// were read, or [`MSGS_PER_TURN`] messages were dispatched.
     fn turn(&mut self, bus: &mut Bus, id: u64, mut bytes: usize) -> TurnEnd {
         let mut msgs = MSGS_PER_TURN;
+        if let Some(p) = bus.peer_mut(id) {
+            p.splice_wait = false;
+        }
         let leftover = bus.peer(id).is_some_and(|p| {
             !p.closing && p.large_rx.is_none() && p.splice_in.is_none() && !p.inbuf.is_empty()
         });
@@ -839,6 +842,10 @@ impl Loop {
             }
             if msgs == 0 || bytes == 0 {
                 return TurnEnd::Exhausted;
+            }
+            if bus.peer(id).is_some_and(|p| p.splice_wait) {
+                // Woken when one of its spliced bodies is through.
+                return TurnEnd::Drained;
             }
             if bus.peer(id).is_some_and(|p| p.splice_in.is_some()) {
                 // The rest of a spliced body goes first, whatever the

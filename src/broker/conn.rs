@@ -69,6 +69,8 @@ impl Bus {
             inbuf: crate::transport::rxbuf::RxBuf::default(),
             large_rx: None,
             splice_in: None,
+            splice_wait: false,
+            splice_deadline: None,
             in_fds: VecDeque::new(),
             out: VecDeque::new(),
             write_interest: false,
@@ -348,6 +350,12 @@ impl Bus {
                 if total >= super::splice::threshold() {
                     match self.try_splice(id, total) {
                         super::splice::Start::Started => break,
+                        super::splice::Start::Wait => {
+                            if let Some(p) = self.peers.get_mut(&id) {
+                                p.splice_wait = true;
+                            }
+                            break;
+                        }
                         super::splice::Start::No => {}
                     }
                 }

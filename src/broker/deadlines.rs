@@ -19,6 +19,9 @@ pub enum Kind {
     Auth,
     /// Fds waiting for the rest of their message (pending_fd_timeout).
     PendingFds,
+    /// A sender of spliced bodies waiting for its recipients
+    /// ([`super::splice::PATIENCE`]).
+    SpliceWait,
 }
 
 /// Armed deadlines, earliest first.
@@ -117,11 +120,16 @@ impl Bus {
             match kind {
                 Kind::Auth => p.auth_deadline = None,
                 Kind::PendingFds => p.pending_fd_deadline = None,
+                Kind::SpliceWait => p.splice_deadline = None,
             }
             if p.closing {
                 continue;
             }
             match kind {
+                Kind::SpliceWait => {
+                    self.splice_patience_over(id);
+                    continue;
+                }
                 // dbus-daemon's words; incomplete means until Hello.
                 Kind::Auth => crate::log::peer_warning(
                     crate::log::Kind::AuthTimeout,
@@ -152,6 +160,8 @@ impl Bus {
     pub fn disarm_deadlines(&mut self, id: u64) {
         self.disarm_auth_deadline(id);
         self.set_fds_pending(id, false);
+        self.splice_wait_ends(id);
+        super::splice::forget_sender(id);
     }
 }
 

@@ -425,6 +425,12 @@ pub struct Peer {
     /// connection's socket (see [`super::splice`]): nothing else is read
     /// until it is.
     pub splice_in: Option<Rc<super::splice::SpliceBody>>,
+    /// Its next message waits to be spliced until one of its bodies in
+    /// pipes is through: not read from meanwhile.
+    pub splice_wait: bool,
+    /// It waits for its recipients (one of its pipes, or spill room) until
+    /// then at the latest (see [`super::splice::PATIENCE`]).
+    pub splice_deadline: Option<std::time::Instant>,
     /// Fds received but not yet attached to a message.
     pub in_fds: VecDeque<OwnedFd>,
     /// Outgoing queue.

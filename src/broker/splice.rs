@@ -21,15 +21,21 @@
 //!   socket, ~16 KiB a slot, so ~4 MiB with pipe-max-size 1 MiB). Should it
 //!   fill up, the rest of the body is read into memory ("spilled", as the
 //!   copying path would hold all of it) and written after the pipe's
-//!   bytes. Spilled bytes need no budget of their own: the message was
-//!   charged at its full length when it was routed (the recipient's
-//!   max_outgoing_bytes, the users' quotas), exactly as a copied one is.
-//!   This keeps what dbus-daemon guarantees: a sender never waits for its
-//!   recipient, so a client that writes a large message to a peer that
-//!   reads only once its own write finished (or to itself,
-//!   single-threaded) does not deadlock, and a sender's own next call is
-//!   answered while its bodies wait at a recipient that does not read.
-//!   Nothing blocks the loop; a stalled recipient stalls no other
+//!   bytes, while the bus holds less than [`SPILL_BUDGET`] of spilled bytes
+//!   in all; past that the body stays in the sender's socket and only that
+//!   sender waits (its turn ends; the recipient's progress wakes it).
+//! - Patience: dbus-daemon reads whatever a sender writes (within the
+//!   limits), so its senders never wait for their recipients: a client
+//!   that writes large messages to a peer that reads only once its own
+//!   write finished (or to itself, single-threaded) does not deadlock, and
+//!   its own next call is answered while its bodies sit at a recipient
+//!   that does not read. A sender therefore waits (for spill room, or for
+//!   one of its pipes, below) at most [`PATIENCE`]; then it is "copying":
+//!   the rest of its body is spilled and its next large messages take the
+//!   copying path, until none of its bodies is left in a pipe. Either way
+//!   the memory is what the copying path holds, charged at the message's
+//!   full length when it was routed (max_outgoing_bytes, the users'
+//!   quotas). Nothing blocks the loop; a stalled recipient stalls no other
 //!   connection.
 //! - Refused (no recipient took it) or the recipient went away: the rest is
 //!   still read from the sender, and thrown away, so the sender's next
@@ -42,15 +48,19 @@
 //!   next message as the rest of this one), so it is disconnected.
 //! - Pipes: at most [`PIPES_PER_SENDER`] bodies of one sender are in pipes
 //!   at once (each stays in its pipe until its recipient has read it); its
-//!   next large messages take the copying path until one of them is
-//!   through. Bus-wide at most [`crate::transport::splice::MAX_LIVE_PIPES`];
-//!   past that the copying path is used too.
+//!   next large message then waits in its socket, and reading from it
+//!   resumes when one of them is through (or after [`PATIENCE`], above).
+//!   This wait is what keeps 64 x 1 MiB calls in flight within a few MiB
+//!   of memory: the bodies wait in the sender's socket. Bus-wide at most
+//!   [`crate::transport::splice::MAX_LIVE_PIPES`]; past that the copying
+//!   path is used.
 //! - Re-exec is refused while any such body is in flight ([`in_flight`]).
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, IoSlice};
 use std::rc::Rc;
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use super::bus::{Bus, DBUS_NAME};
 use super::peer::{Charge, Inbound};
@@ -83,9 +93,32 @@ pub fn threshold() -> usize {
 thread_local! {
     static IN_FLIGHT: Cell<usize> = const { Cell::new(0) };
     static WAKE: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+    /// Spilled bytes held now, all bodies together.
+    static SPILLED: Cell<usize> = const { Cell::new(0) };
+    /// Senders waiting for [`SPILLED`] to go down.
+    static OVER_BUDGET: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
     /// Bodies in pipes, by sender.
     static PIPES_OF: RefCell<std::collections::HashMap<u64, usize>> =
         RefCell::new(std::collections::HashMap::new());
+    /// Senders that waited [`PATIENCE`] in vain: they copy until none of
+    /// their bodies is in a pipe.
+    static COPYING: RefCell<std::collections::HashSet<u64>> =
+        RefCell::new(std::collections::HashSet::new());
+}
+
+/// How long a sender waits for its recipients at most (see the module).
+/// Long next to a recipient's read of a 1 MiB body (~0.1-1 ms), short
+/// next to a method call's timeout.
+pub const PATIENCE: Duration = Duration::from_millis(100);
+
+/// Whether sender `id` ran out of [`PATIENCE`] (see the module).
+fn copying(id: u64) -> bool {
+    COPYING.with(|c| c.borrow().contains(&id))
+}
+
+/// Connection `id` is gone: it copies no more.
+pub(super) fn forget_sender(id: u64) {
+    COPYING.with(|c| c.borrow_mut().remove(&id));
 }
 
 /// Bodies being spliced now (the re-exec waits for none).
@@ -95,6 +128,10 @@ pub fn in_flight() -> usize {
 
 /// Bodies of one sender in pipes at once, at most (see the module).
 pub const PIPES_PER_SENDER: usize = 8;
+
+/// Spilled bytes the bus holds at most, all bodies together (see the
+/// module).
+pub const SPILL_BUDGET: usize = 4 * 1024 * 1024;
 
 /// Gives sender `id` a turn after the loop's next flush.
 pub fn wake(id: u64) {
@@ -177,12 +214,19 @@ impl SpliceBody {
         self.spilling.get()
     }
 
-    /// Frees what was spilled and written.
+    /// Frees what was spilled and written; wakes the senders that waited
+    /// for spill room.
     fn release_spill(&self) {
         let mut spill = self.spill.borrow_mut();
-        self.spill_len.set(0);
+        let n = self.spill_len.replace(0);
         super::peer::buffers::give_back(std::mem::take(&mut *spill));
         self.spill_sent.set(0);
+        SPILLED.with(|c| c.set(c.get().saturating_sub(n)));
+        OVER_BUDGET.with(|o| {
+            for id in o.borrow_mut().drain(..) {
+                wake(id);
+            }
+        });
     }
 
     /// Writes at most `len` of the ready bytes into the recipient's socket
@@ -217,13 +261,21 @@ impl SpliceBody {
 impl Drop for SpliceBody {
     fn drop(&mut self) {
         IN_FLIGHT.with(|c| c.set(c.get().saturating_sub(1)));
-        PIPES_OF.with(|m| {
+        let was = PIPES_OF.with(|m| {
             let mut m = m.borrow_mut();
-            match m.get(&self.sender).copied().unwrap_or(0) {
-                0 | 1 => m.remove(&self.sender),
-                n => m.insert(self.sender, n - 1),
+            let n = m.get(&self.sender).copied().unwrap_or(0);
+            if n <= 1 {
+                m.remove(&self.sender);
+                forget_sender(self.sender);
+            } else {
+                m.insert(self.sender, n - 1);
             }
+            n
         });
+        if was == PIPES_PER_SENDER {
+            // It may wait to start its next body.
+            wake(self.sender);
+        }
         if !self.spill.borrow().is_empty() {
             self.release_spill();
         }
@@ -244,6 +296,9 @@ pub enum Start {
     No,
     /// Routed; its rest is being spliced.
     Started,
+    /// Its sender has [`PIPES_PER_SENDER`] bodies in pipes: not read on
+    /// until one is through.
+    Wait,
 }
 
 /// What [`Bus::splice_pull`] did.
@@ -266,12 +321,15 @@ impl Bus {
         if total < threshold() || !self.monitors.is_empty() || self.matches.has_eavesdrop_rules() {
             return Start::No;
         }
-        // Past its share of pipes, a sender's large messages are copied
-        // (charged to it like any message) rather than held in its socket:
-        // a sender never waits for its recipient (see the module).
-        if PIPES_OF.with(|m| m.borrow().get(&id).copied().unwrap_or(0)) < PIPES_PER_SENDER
-            && self.try_start(id, total)
-        {
+        if PIPES_OF.with(|m| m.borrow().get(&id).copied().unwrap_or(0)) >= PIPES_PER_SENDER {
+            if copying(id) {
+                return Start::No;
+            }
+            self.splice_wait_starts(id);
+            return Start::Wait;
+        }
+        if self.try_start(id, total) {
+            self.splice_wait_ends(id);
             Start::Started
         } else {
             Start::No
@@ -403,6 +461,7 @@ impl Bus {
                 Ok(n) => {
                     job.to_read.set(to_read - n);
                     job.in_pipe.set(job.in_pipe.get() + n);
+                    self.splice_wait_ends(id);
                     if !unwanted {
                         self.dirty.push(job.recipient);
                     }
@@ -418,10 +477,13 @@ impl Bus {
                             self.splice_sender_failed(id);
                             return Pull::Gone;
                         }
-                        Ok(_) => self.dirty.push(job.recipient),
+                        Ok(_) => {
+                            self.splice_wait_ends(id);
+                            self.dirty.push(job.recipient);
+                        }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            // The socket is dry: woken when it is not (or
-                            // by the recipient's progress).
+                            // Woken by the recipient's progress (or the
+                            // socket, if it was only dry).
                             job.parked.set(true);
                             return Pull::Wait;
                         }
@@ -442,12 +504,25 @@ impl Bus {
     /// Reads what the sender's socket has of the body into memory.
     fn spill(&mut self, id: u64, job: &SpliceBody) -> io::Result<usize> {
         const STEP: usize = 256 * 1024;
+        if !self.peers.contains_key(&id) {
+            return Ok(0);
+        }
+        let held = SPILLED.with(Cell::get);
+        let room = if copying(id) {
+            STEP
+        } else if held >= SPILL_BUDGET {
+            OVER_BUDGET.with(|o| o.borrow_mut().push(id));
+            self.splice_wait_starts(id);
+            return Err(io::ErrorKind::WouldBlock.into());
+        } else {
+            SPILL_BUDGET - held
+        };
         let Some(p) = self.peers.get_mut(&id) else {
             return Ok(0);
         };
         let mut spill = job.spill.borrow_mut();
         let start = job.spill_len.get();
-        let want = job.to_read.get().min(STEP);
+        let want = job.to_read.get().min(STEP).min(room);
         if spill.is_empty() {
             *spill = super::peer::buffers::take(want.max(super::peer::FIRST_STEP));
         } else if spill.len() < start + want {
@@ -460,11 +535,49 @@ impl Bus {
         p.in_fds.extend(fds);
         let n = r?;
         job.spill_len.set(start + n);
+        SPILLED.with(|c| c.set(c.get() + n));
         if n > 0 {
             job.spilling.set(true);
         }
         job.to_read.set(job.to_read.get() - n);
         Ok(n)
+    }
+
+    /// Sender `id` starts waiting for its recipients (unless it already
+    /// does): it gets [`PATIENCE`].
+    fn splice_wait_starts(&mut self, id: u64) {
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if p.splice_deadline.is_none() {
+            let at = Instant::now() + PATIENCE;
+            p.splice_deadline = Some(at);
+            self.deadlines
+                .arm(at, id, super::deadlines::Kind::SpliceWait);
+        }
+    }
+
+    /// Sender `id` got on (or is leaving): its wait is over.
+    pub(super) fn splice_wait_ends(&mut self, id: u64) {
+        if let Some(at) = self
+            .peers
+            .get_mut(&id)
+            .and_then(|p| p.splice_deadline.take())
+        {
+            self.deadlines
+                .disarm(at, id, super::deadlines::Kind::SpliceWait);
+        }
+    }
+
+    /// Sender `id` waited [`PATIENCE`] in vain: it copies from now on (see
+    /// the module), starting with the turn this gives it.
+    pub(super) fn splice_patience_over(&mut self, id: u64) {
+        // Whatever it waited for, one of its bodies is in a pipe; when the
+        // last is through, it stops copying.
+        if PIPES_OF.with(|m| m.borrow().contains_key(&id)) {
+            COPYING.with(|c| c.borrow_mut().insert(id));
+        }
+        wake(id);
     }
 
     /// The sender of a body being spliced broke off: it is disconnected,
