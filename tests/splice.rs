@@ -272,6 +272,74 @@ fn bodies_larger_than_their_pipes_to_a_recipient_that_does_not_read() {
     sender_goes_on_past_a_recipient_that_does_not_read(3, 12 * MIB);
 }
 
+/// A body whose last value is a large byte array after other values
+/// (`suay`, `asay`): busbar validates the values before the array and
+/// splices the array's contents. It arrives byte-exact, values included.
+#[test]
+fn large_byte_array_after_other_values_arrives_byte_exact() {
+    let bus = Bus::start();
+    let mut a = Client::connect(&bus);
+    let mut b = Client::connect(&bus);
+    long_timeouts(&a);
+    long_timeouts(&b);
+    let b_name = b.unique_name.clone();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("suay", {
+            let mut w = W::new();
+            w.str("a name before the bytes").u32(7);
+            w.align(4);
+            w.buf
+        }),
+        ("asay", {
+            let mut w = W::new();
+            w.str_array(&["one", "two", "three"]);
+            w.align(4);
+            w.buf
+        }),
+    ];
+    for (i, (sig, head)) in cases.iter().enumerate() {
+        let mut body = head.clone();
+        body.extend_from_slice(&ay(2 * MIB + 3, i as u32));
+        a.send(
+            MsgBuilder::method_call(0, Some(&b_name), "/org/example/Big", None, "Put")
+                .body(sig, body.clone())
+                .flags_or(NO_REPLY_EXPECTED),
+        );
+        let m = next_from_peer(&mut b);
+        assert_eq!(m.signature, *sig);
+        assert_same(&format!("body {sig}"), &m.body, &body);
+    }
+    assert!(!a.get_id().is_empty());
+}
+
+/// An invalid value before a large byte array (a string that is not
+/// UTF-8) is a malformed message: the sender is disconnected, as dbus-daemon
+/// does, and the recipient never sees it.
+#[test]
+fn invalid_value_before_a_large_byte_array_disconnects_the_sender() {
+    let bus = Bus::start();
+    let mut a = Client::connect(&bus);
+    let mut b = Client::connect(&bus);
+    long_timeouts(&b);
+    let b_name = b.unique_name.clone();
+    let mut w = W::new();
+    w.str_bytes(b"not \xff utf-8");
+    w.align(4);
+    let mut body = w.buf;
+    body.extend_from_slice(&ay(2 * MIB, 1));
+    let m = MsgBuilder::method_call(1, Some(&b_name), "/org/example/Big", None, "Put")
+        .body("say", body)
+        .flags_or(NO_REPLY_EXPECTED)
+        .build();
+    write_lenient(&mut a.sock, &m);
+    expect_disconnect(&mut a.sock, "invalid string before a large ay");
+    // The recipient is still connected and gets the next message, not that one.
+    let mut c = Client::connect(&bus);
+    c.send(small(&b_name, 5));
+    let got = next_from_peer(&mut b);
+    assert_eq!(got.member.as_deref(), Some("Small"));
+}
+
 /// The sender of a large message hangs up half way through its body. The
 /// bus stays up; the recipient never sees a truncated message followed by
 /// anything else: either it never sees that message and stays connected

@@ -1,8 +1,12 @@
 //! Large bodies that never enter user space: when the body of a large
-//! unicast message is one byte array (`ay`), the bus reads and validates
-//! the header and the array's length, routes the message on that, and then
-//! moves the rest of the body from the sender's socket through a pipe into
-//! the recipient's socket with splice(2) (src/transport/splice.rs).
+//! unicast message ends with a byte array (its signature's last complete
+//! type is `ay`: `ay`, `say`, `a{sv}ay`, ...), the bus reads and validates
+//! the header, the values before the array and the array's length
+//! ([`Header::parse_prefix`]), routes the message on that, and then moves
+//! the array's contents from the sender's socket through a pipe into the
+//! recipient's socket with splice(2) (src/transport/splice.rs). Those
+//! contents need no validation, so nothing is skipped that the copying
+//! path checks.
 //!
 //! - Where: only with a destination that is a connection (not the driver,
 //!   not a name waiting for activation, not the sender itself), with no
@@ -344,7 +348,7 @@ impl Bus {
             return false;
         }
         let prefix = p.inbuf.data();
-        let Some(h) = Header::parse_prefix(prefix, p.in_fds.len()) else {
+        let Some((h, head_len)) = Header::parse_prefix(prefix, p.in_fds.len()) else {
             return false;
         };
         let Some(r) = h
@@ -355,7 +359,6 @@ impl Bus {
         else {
             return false;
         };
-        let head_len = h.body_start + 4;
         let read = prefix.len().min(total);
         let rest = total - head_len;
         let Some(pipe) = Pipe::take(rest) else {

@@ -54,6 +54,27 @@ pub fn validate_body(sig: &[u8], body: &[u8], endian: Endian) -> Result<(), Wire
     Ok(())
 }
 
+/// Validates the values of type `sig` at the start of `prefix` as
+/// [`validate_body`] does, and returns the offset where they end; what
+/// follows is not looked at. `prefix` starts at the body's start (an
+/// 8-aligned offset of the message). Too few bytes is an error.
+pub fn validate_leading_values(
+    sig: &[u8],
+    prefix: &[u8],
+    endian: Endian,
+) -> Result<usize, WireError> {
+    if sig.is_empty() {
+        return Ok(0);
+    }
+    let mut v = Validator {
+        buf: prefix,
+        pos: 0,
+        endian,
+    };
+    with_compiled(sig, |prog| v.run(prog.ops(), 0, prog.ops().len(), 0))??;
+    Ok(v.pos)
+}
+
 const TRAILING: WireError = WireError("body has trailing bytes");
 
 struct Validator<'a> {

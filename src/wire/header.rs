@@ -175,14 +175,16 @@ impl Header {
         Ok(h)
     }
 
-    /// For a message of which only `prefix` has arrived: its header, when
-    /// the rest needs no validation, that is when the body is one byte
-    /// array (signature `ay`) and `prefix` holds the header and the
-    /// array's length, which matches the body's. The header is validated
-    /// as [`Header::parse`] does. None when the body is something else, or
-    /// the prefix too short, or anything is wrong (the copying path then
-    /// reads the whole message and reports it).
-    pub fn parse_prefix(prefix: &[u8], n_fds: usize) -> Option<Header> {
+    /// For a message of which only `prefix` has arrived: its header, and
+    /// where the rest starts that needs no validation, when the body ends
+    /// with a byte array (its signature's last complete type is `ay`:
+    /// `ay`, `say`, `a{sv}ay`, ...) that ends the message, and `prefix`
+    /// holds the header, the values before the array and the array's
+    /// length. The header and those values are validated as
+    /// [`Header::parse`] does. None when the body is something else, or the
+    /// prefix too short, or anything is wrong (the copying path then reads
+    /// the whole message and reports it).
+    pub fn parse_prefix(prefix: &[u8], n_fds: usize) -> Option<(Header, usize)> {
         if prefix.len() < FIXED_HEADER_LEN {
             return None;
         }
@@ -194,14 +196,26 @@ impl Header {
             return None;
         }
         let h = Self::parse_head::<true>(&prefix[..body_start + 4], n_fds).ok()?;
-        if h.signature(prefix) != Some("ay") {
+        let sig = h.signature(prefix)?.as_bytes();
+        let last = super::signature::last_type_start(sig).ok()?;
+        if &sig[last..] != b"ay" {
             return None;
         }
-        let array_len = endian.u32(&prefix[body_start..body_start + 4]) as usize;
-        if array_len > super::MAX_ARRAY_LEN as usize || body_start + 4 + array_len != total {
+        // The values before the array, validated as the whole body would
+        // be; then the array's length, 4-aligned, whose contents need no
+        // checking and end the message.
+        let body = &prefix[body_start..];
+        let values_end = super::body::validate_leading_values(&sig[..last], body, endian).ok()?;
+        let len_at = values_end.next_multiple_of(4);
+        if body.get(values_end..len_at)?.iter().any(|&b| b != 0) {
             return None;
         }
-        Some(h)
+        let array_len = endian.u32(body.get(len_at..len_at + 4)?) as usize;
+        let head_len = body_start + len_at + 4;
+        if array_len > super::MAX_ARRAY_LEN as usize || head_len + array_len != total {
+            return None;
+        }
+        Some((h, head_len))
     }
 
     /// Parses and validates everything before the body of `msg` (which

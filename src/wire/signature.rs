@@ -173,6 +173,20 @@ pub fn single_type_len(sig: &[u8]) -> Result<usize, WireError> {
     }
 }
 
+/// Where the last single complete type of `sig` (a valid signature, not
+/// empty) starts.
+pub fn last_type_start(sig: &[u8]) -> Result<usize, WireError> {
+    let mut start = 0;
+    loop {
+        let rest = sig.get(start..).ok_or(WireError("bad signature"))?;
+        let n = single_type_len(rest)?;
+        if start + n >= sig.len() {
+            return Ok(start);
+        }
+        start += n;
+    }
+}
+
 /// Alignment in bytes of values of the type whose code is `code`.
 /// Unknown codes give 1.
 pub fn alignment(code: u8) -> usize {
@@ -188,6 +202,22 @@ pub fn alignment(code: u8) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn last_type_start_finds_the_last_complete_type() {
+        for (sig, start) in [
+            ("ay", 0),
+            ("say", 1),
+            ("a{sv}ay", 5),
+            ("(su)ay", 4),
+            ("aay", 0),
+            ("a(ay)", 0),
+            ("ayu", 2),
+            ("s", 0),
+        ] {
+            assert_eq!(last_type_start(sig.as_bytes()), Ok(start), "{sig}");
+        }
+    }
 
     #[test]
     fn libdbus_signature_vectors() {
