@@ -81,6 +81,16 @@ fn assert_same(what: &str, got: &[u8], want: &[u8]) {
     }
 }
 
+/// Two clients with [`long_timeouts`], and the second's unique name.
+fn pair(bus: &Bus) -> (Client, Client, String) {
+    let a = Client::connect(bus);
+    let b = Client::connect(bus);
+    long_timeouts(&a);
+    long_timeouts(&b);
+    let name = b.unique_name.clone();
+    (a, b, name)
+}
+
 fn long_timeouts(c: &Client) {
     c.sock
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -93,11 +103,7 @@ fn long_timeouts(c: &Client) {
 #[test]
 fn large_calls_and_replies_arrive_byte_exact() {
     let bus = Bus::start();
-    let mut a = Client::connect(&bus);
-    let mut b = Client::connect(&bus);
-    long_timeouts(&a);
-    long_timeouts(&b);
-    let b_name = b.unique_name.clone();
+    let (mut a, mut b, b_name) = pair(&bus);
     let sizes = [MIB, 8 * MIB, MIB + 7, 64 * 1024];
     let server = thread::spawn(move || {
         for (i, &n) in sizes.iter().enumerate() {
@@ -192,11 +198,7 @@ fn large_and_small_from_several_senders_keep_per_sender_order() {
 #[test]
 fn recipient_that_does_not_read_stalls_nobody_else() {
     let bus = Bus::start();
-    let mut stalled = Client::connect(&bus);
-    long_timeouts(&stalled);
-    let dest = stalled.unique_name.clone();
-    let mut big_sender = Client::connect(&bus);
-    long_timeouts(&big_sender);
+    let (mut big_sender, mut stalled, dest) = pair(&bus);
     let sender = thread::spawn(move || {
         // Blocks in write once the bus stops taking it (busbar: once the
         // pipe and the sockets are full).
@@ -237,11 +239,7 @@ fn recipient_that_does_not_read_stalls_nobody_else() {
 /// keeps in pipes for one sender, and bodies larger than their pipes.
 fn sender_goes_on_past_a_recipient_that_does_not_read(count: usize, size: usize) {
     let bus = Bus::start();
-    let mut stalled = Client::connect(&bus);
-    long_timeouts(&stalled);
-    let dest = stalled.unique_name.clone();
-    let mut big_sender = Client::connect(&bus);
-    long_timeouts(&big_sender);
+    let (mut big_sender, mut stalled, dest) = pair(&bus);
     let sender = thread::spawn(move || {
         for i in 0..count {
             big_sender.send(put(&dest, ay(size, i as u32)).flags_or(NO_REPLY_EXPECTED));
@@ -278,11 +276,7 @@ fn bodies_larger_than_their_pipes_to_a_recipient_that_does_not_read() {
 #[test]
 fn large_byte_array_after_other_values_arrives_byte_exact() {
     let bus = Bus::start();
-    let mut a = Client::connect(&bus);
-    let mut b = Client::connect(&bus);
-    long_timeouts(&a);
-    long_timeouts(&b);
-    let b_name = b.unique_name.clone();
+    let (mut a, mut b, b_name) = pair(&bus);
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("suay", {
             let mut w = W::new();
