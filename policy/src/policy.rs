@@ -218,6 +218,12 @@ impl Policy {
         allowed
     }
 
+    /// Whether any `<policy group="..">` context has rules, i.e. whether
+    /// [`Policy::for_connection`] looks at the groups it is given.
+    pub fn uses_groups(&self) -> bool {
+        !self.compiled.by_group.is_empty()
+    }
+
     /// The rules that apply to a connection of this user.
     /// `uid` is None for anonymous connections.
     pub fn for_connection(

@@ -409,8 +409,13 @@ pub struct Peer {
     pub creds: PeerCreds,
     /// uid after authentication (None for ANONYMOUS or not yet).
     pub auth_uid: Option<u32>,
-    /// Supplementary groups of the uid.
-    pub gids: Vec<u32>,
+    /// The groups the policy and GetConnectionCredentials see (see
+    /// [`Peer::gids`]): set when the connection is admitted, or left to be
+    /// read from the socket on first use when `gids_from_socket`.
+    pub gids: std::cell::OnceCell<Vec<u32>>,
+    /// `gids` is the socket's SO_PEERGROUPS plus its gid, read when first
+    /// needed (most configurations never need them).
+    pub gids_from_socket: bool,
     /// Lifecycle state.
     pub state: PeerState,
     /// The unique name, once Hello was called.
@@ -525,6 +530,29 @@ pub struct Batch {
 }
 
 impl Peer {
+    /// The connection's groups, for the policy and
+    /// GetConnectionCredentials: those [`Bus::finish_auth`] found, or, when
+    /// it left them to the socket, SO_PEERGROUPS plus the socket's gid,
+    /// read now. The kernel keeps the peer's credentials from connect time
+    /// on the socket, so reading them later gives what reading them at
+    /// authentication would have (dbus-daemon 1.14 reads them then); the
+    /// kernel answered SO_PEERGROUPS before, so it answers now. Empty for a
+    /// connection that is not admitted yet.
+    ///
+    /// [`Bus::finish_auth`]: super::bus::Bus
+    pub fn gids(&self) -> &[u32] {
+        self.gids.get_or_init(|| {
+            if !self.gids_from_socket {
+                return Vec::new();
+            }
+            let mut g = self.stream.peer_groups().unwrap_or_default();
+            g.extend(self.creds.gid);
+            g.sort_unstable();
+            g.dedup();
+            g
+        })
+    }
+
     /// Whether the outgoing queue is over max_outgoing_bytes or
     /// max_outgoing_unix_fds (dbus-daemon's test: strictly more than the
     /// limit, so a queue may hold the limit plus one message).
