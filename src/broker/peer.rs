@@ -518,6 +518,11 @@ pub enum Flush {
 /// live on the stack, so a flush allocates nothing.
 pub const MAX_IOV: usize = 128;
 
+/// Queues of at most this many messages (two slices each, head and body)
+/// are written from an array of `2 * SHORT_QUEUE` slices, which holds all
+/// of them: the same sendmsg as with [`MAX_IOV`].
+const SHORT_QUEUE: usize = 4;
+
 /// What [`Peer::next_batch`] put in one sendmsg.
 #[derive(Debug, Clone, Copy)]
 pub struct Batch {
@@ -626,10 +631,15 @@ impl Peer {
                     continue;
                 }
             }
-            let mut iov = [IoSlice::new(&[]); MAX_IOV];
-            let mut fds: Vec<RawFd> = Vec::new();
-            let batch = self.next_batch(&mut iov, &mut fds);
-            let n = match self.stream.send(&iov[..batch.n_iov], &fds) {
+            // A short queue (a handshake's answers, a reply and a signal)
+            // needs a few slices: an array of MAX_IOV would cost its 2 KiB
+            // of initialisation at every flush.
+            let r = if self.out.len() <= SHORT_QUEUE {
+                self.send_batch::<{ 2 * SHORT_QUEUE }>()
+            } else {
+                self.send_batch::<MAX_IOV>()
+            };
+            let n = match r {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flush::Blocked),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -638,6 +648,15 @@ impl Peer {
             self.sent(n);
         }
         Ok(Flush::Done)
+    }
+
+    /// Writes the next sendmsg's worth of the queue, gathered into at most
+    /// `N` slices.
+    fn send_batch<const N: usize>(&self) -> io::Result<usize> {
+        let mut iov = [IoSlice::new(&[]); N];
+        let mut fds: Vec<RawFd> = Vec::new();
+        let batch = self.next_batch(&mut iov, &mut fds);
+        self.stream.send(&iov[..batch.n_iov], &fds)
     }
 
     /// The next sendmsg's worth of the queue (as many slices as `iov`
