@@ -233,7 +233,10 @@ impl Policy {
         at_console: bool,
     ) -> ConnectionPolicy {
         let c = &self.compiled;
-        let mut segments = vec![c.default.clone()];
+        // default, the groups', the user's, at_console, mandatory: sized
+        // once (this runs for every connection).
+        let mut segments = Vec::with_capacity(4 + gids.len().min(c.by_group.len()));
+        segments.push(c.default.clone());
         for g in gids {
             if let Some(s) = c.by_group.get(g) {
                 segments.push(s.clone());
