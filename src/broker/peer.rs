@@ -536,15 +536,13 @@ pub struct Batch {
 
 impl Peer {
     /// The connection's groups, for the policy and
-    /// GetConnectionCredentials: those [`Bus::finish_auth`] found, or, when
+    /// GetConnectionCredentials: those `Bus::finish_auth` found, or, when
     /// it left them to the socket, SO_PEERGROUPS plus the socket's gid,
     /// read now. The kernel keeps the peer's credentials from connect time
     /// on the socket, so reading them later gives what reading them at
     /// authentication would have (dbus-daemon 1.14 reads them then); the
     /// kernel answered SO_PEERGROUPS before, so it answers now. Empty for a
     /// connection that is not admitted yet.
-    ///
-    /// [`Bus::finish_auth`]: super::bus::Bus
     pub fn gids(&self) -> &[u32] {
         self.gids.get_or_init(|| {
             if !self.gids_from_socket {
