@@ -385,7 +385,7 @@ struct Loop {
     console: Option<crate::userdb::ConsoleWatch>,
     /// Connections whose peer has shut down its side (or that had an
     /// error): their turns read to the end, not just to a short read.
-    read_closed: std::collections::HashSet<u64>,
+    read_closed: std::collections::HashSet<u64, crate::broker::idmap::IdBuild>,
     /// Senders of spliced bodies to give a turn (kept for its allocation).
     woken: Vec<u64>,
 }
@@ -456,7 +456,7 @@ impl Loop {
             throttled: Vec::new(),
             accept_paused: false,
             console: None,
-            read_closed: std::collections::HashSet::new(),
+            read_closed: std::collections::HashSet::default(),
             woken: Vec::new(),
         };
         l.set_listeners_level_triggered(true);

@@ -218,6 +218,12 @@ impl Policy {
         allowed
     }
 
+    /// Whether any `<policy group="..">` context has rules, i.e. whether
+    /// [`Policy::for_connection`] looks at the groups it is given.
+    pub fn uses_groups(&self) -> bool {
+        !self.compiled.by_group.is_empty()
+    }
+
     /// The rules that apply to a connection of this user.
     /// `uid` is None for anonymous connections.
     pub fn for_connection(
@@ -227,7 +233,10 @@ impl Policy {
         at_console: bool,
     ) -> ConnectionPolicy {
         let c = &self.compiled;
-        let mut segments = vec![c.default.clone()];
+        // default, the groups', the user's, at_console, mandatory: sized
+        // once (this runs for every connection).
+        let mut segments = Vec::with_capacity(4 + gids.len().min(c.by_group.len()));
+        segments.push(c.default.clone());
         for g in gids {
             if let Some(s) = c.by_group.get(g) {
                 segments.push(s.clone());

@@ -62,7 +62,8 @@ impl Bus {
             stream,
             creds,
             auth_uid: None,
-            gids: Vec::new(),
+            gids: std::cell::OnceCell::new(),
+            gids_from_socket: false,
             state,
             unique_name: None,
             unix_fd: false,
@@ -124,7 +125,11 @@ impl Bus {
     pub fn refresh_policy(&mut self, id: u64) {
         let Some(p) = self.peers.get(&id) else { return };
         let uid = p.auth_uid;
-        let gids = p.gids.clone();
+        let gids = if self.config.policy.uses_groups() {
+            p.gids().to_vec()
+        } else {
+            Vec::new()
+        };
         let console = self.at_console(uid);
         let pol = self.config.policy.for_connection(uid, &gids, console);
         if let Some(p) = self.peers.get_mut(&id) {
@@ -246,28 +251,38 @@ impl Bus {
         // database.
         let same_process_user = uid.is_some() && p.creds.uid == uid;
         let socket_gid = p.creds.gid.filter(|_| same_process_user);
-        let socket_groups = if same_process_user {
+        // Read from the socket when first needed (see [`Peer::gids`]):
+        // most configurations have no group policy, and then only
+        // GetConnectionCredentials asks. Read now while this kernel has
+        // not answered SO_PEERGROUPS yet, so that an old kernel without it
+        // falls back on the user database here, where waiting for it is
+        // possible.
+        let from_socket_later = same_process_user
+            && Stream::peer_groups_known_to_work()
+            && !self.config.policy.uses_groups();
+        let socket_groups = if same_process_user && !from_socket_later {
             p.stream.peer_groups()
         } else {
             None
         };
         let gids = match (uid, socket_groups) {
+            _ if from_socket_later => None,
             (Some(_), Some(mut g)) => {
                 g.extend(socket_gid);
                 g.sort_unstable();
                 g.dedup();
-                g
+                Some(g)
             }
             // No SO_PEERGROUPS (an old kernel), or a uid other than the
             // socket's: the user database says, through the cache.
             (Some(u), None) => match self.userdb.fresh_groups(u, socket_gid) {
-                Some(g) => g,
+                Some(g) => Some(g),
                 None => {
                     self.userdb.wait_for(id, u);
                     return false;
                 }
             },
-            (None, _) => Vec::new(),
+            (None, _) => Some(Vec::new()),
         };
         if let Some(u) = uid {
             let needs_groups = self.connect_rules_need_groups();
@@ -295,7 +310,11 @@ impl Bus {
             return true;
         }
         if let Some(p) = self.peers.get_mut(&id) {
-            p.gids = gids;
+            p.gids_from_socket = from_socket_later;
+            p.gids = std::cell::OnceCell::new();
+            if let Some(g) = gids {
+                let _ = p.gids.set(g);
+            }
         }
         self.refresh_policy(id);
         true

@@ -44,8 +44,11 @@ impl Hasher for IdHasher {
     }
 }
 
+/// Builds [`IdHasher`]s for connection ids.
+pub type IdBuild = BuildHasherDefault<IdHasher>;
+
 /// A `HashMap` keyed by connection id.
-pub type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+pub type IdMap<V> = HashMap<u64, V, IdBuild>;
 
 /// Builds [`IdHasher`]s that start from a per-process secret.
 #[derive(Clone, Copy, Debug)]

@@ -409,8 +409,13 @@ pub struct Peer {
     pub creds: PeerCreds,
     /// uid after authentication (None for ANONYMOUS or not yet).
     pub auth_uid: Option<u32>,
-    /// Supplementary groups of the uid.
-    pub gids: Vec<u32>,
+    /// The groups the policy and GetConnectionCredentials see (see
+    /// [`Peer::gids`]): set when the connection is admitted, or left to be
+    /// read from the socket on first use when `gids_from_socket`.
+    pub gids: std::cell::OnceCell<Vec<u32>>,
+    /// `gids` is the socket's SO_PEERGROUPS plus its gid, read when first
+    /// needed (most configurations never need them).
+    pub gids_from_socket: bool,
     /// Lifecycle state.
     pub state: PeerState,
     /// The unique name, once Hello was called.
@@ -516,6 +521,11 @@ pub enum Flush {
 /// live on the stack, so a flush allocates nothing.
 pub const MAX_IOV: usize = 128;
 
+/// Queues of at most this many messages (two slices each, head and body)
+/// are written from an array of `2 * SHORT_QUEUE` slices, which holds all
+/// of them: the same sendmsg as with [`MAX_IOV`].
+const SHORT_QUEUE: usize = 4;
+
 /// What [`Peer::next_batch`] put in one sendmsg.
 #[derive(Debug, Clone, Copy)]
 pub struct Batch {
@@ -528,6 +538,27 @@ pub struct Batch {
 }
 
 impl Peer {
+    /// The connection's groups, for the policy and
+    /// GetConnectionCredentials: those `Bus::finish_auth` found, or, when
+    /// it left them to the socket, SO_PEERGROUPS plus the socket's gid,
+    /// read now. The kernel keeps the peer's credentials from connect time
+    /// on the socket, so reading them later gives what reading them at
+    /// authentication would have (dbus-daemon 1.14 reads them then); the
+    /// kernel answered SO_PEERGROUPS before, so it answers now. Empty for a
+    /// connection that is not admitted yet.
+    pub fn gids(&self) -> &[u32] {
+        self.gids.get_or_init(|| {
+            if !self.gids_from_socket {
+                return Vec::new();
+            }
+            let mut g = self.stream.peer_groups().unwrap_or_default();
+            g.extend(self.creds.gid);
+            g.sort_unstable();
+            g.dedup();
+            g
+        })
+    }
+
     /// Whether the outgoing queue is over max_outgoing_bytes or
     /// max_outgoing_unix_fds (dbus-daemon's test: strictly more than the
     /// limit, so a queue may hold the limit plus one message).
@@ -601,10 +632,15 @@ impl Peer {
                     continue;
                 }
             }
-            let mut iov = [IoSlice::new(&[]); MAX_IOV];
-            let mut fds: Vec<RawFd> = Vec::new();
-            let batch = self.next_batch(&mut iov, &mut fds);
-            let n = match self.stream.send(&iov[..batch.n_iov], &fds) {
+            // A short queue (a handshake's answers, a reply and a signal)
+            // needs a few slices: an array of MAX_IOV would cost its 2 KiB
+            // of initialisation at every flush.
+            let r = if self.out.len() <= SHORT_QUEUE {
+                self.send_batch::<{ 2 * SHORT_QUEUE }>()
+            } else {
+                self.send_batch::<MAX_IOV>()
+            };
+            let n = match r {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flush::Blocked),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -613,6 +649,15 @@ impl Peer {
             self.sent(n);
         }
         Ok(Flush::Done)
+    }
+
+    /// Writes the next sendmsg's worth of the queue, gathered into at most
+    /// `N` slices.
+    fn send_batch<const N: usize>(&self) -> io::Result<usize> {
+        let mut iov = [IoSlice::new(&[]); N];
+        let mut fds: Vec<RawFd> = Vec::new();
+        let batch = self.next_batch(&mut iov, &mut fds);
+        self.stream.send(&iov[..batch.n_iov], &fds)
     }
 
     /// The next sendmsg's worth of the queue (as many slices as `iov`

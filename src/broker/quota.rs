@@ -28,8 +28,8 @@
 //! dbus-daemon's per-connection limits keep their meaning on top: a queue
 //! stops at max_outgoing_bytes, a sender pauses at max_incoming_bytes.
 
+use super::idmap::KeyedMap;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
@@ -216,10 +216,12 @@ impl Account {
 #[derive(Debug, Default)]
 pub struct Users {
     pool: Rc<Pool>,
-    accounts: HashMap<u32, Weak<Account>>,
+    /// By uid, hashed with one keyed multiply rather than SipHash (looked
+    /// up at every connection and disconnection; see [`super::idmap`]).
+    accounts: KeyedMap<u32, Weak<Account>>,
     /// Connections that completed Hello, by authenticated uid
     /// (max_connections_per_user).
-    active: HashMap<u32, u64>,
+    active: KeyedMap<u32, u64>,
 }
 
 impl Users {

@@ -405,7 +405,7 @@ impl Bus {
                 tcp: !p.stream.can_pass_fds(),
                 creds: p.creds,
                 auth_uid: p.auth_uid,
-                gids: p.gids.clone(),
+                gids: p.gids().to_vec(),
                 state,
                 sasl,
                 unique_name: p.unique_name.as_deref().map(str::to_string),
@@ -578,7 +578,7 @@ impl Bus {
             let mac = bus.mac.peer(stream.peer_security_label()).unwrap_or(None);
             let mut peer = bus.new_peer(ps.id, stream, ps.creds, state, mac);
             peer.auth_uid = ps.auth_uid;
-            peer.gids = ps.gids.clone();
+            peer.gids = ps.gids.clone().into();
             peer.unique_name = unique_name.clone();
             peer.unix_fd = ps.unix_fd;
             peer.in_fds = in_fds;

@@ -366,7 +366,9 @@ impl Bus {
         let unique = p.unique_name.clone();
         let was_monitor = matches!(p.state, PeerState::Monitor);
         self.matches.remove_peer(id);
-        let mut events = Vec::new();
+        // Its unique name's two events, and usually one or two per
+        // well-known name: sized once.
+        let mut events = Vec::with_capacity(2 + 2 * names.len());
         let unique_events = |events: &mut Vec<NameEvent>, u: &Rc<str>| {
             events.push(NameEvent::Lost {
                 peer: id,

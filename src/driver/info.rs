@@ -33,7 +33,7 @@ fn creds_of(bus: &Bus, name: &str, what: &str) -> Result<Creds, Denied> {
     Ok(Creds {
         uid: p.creds.uid,
         pid: p.creds.pid,
-        gids: p.gids.clone(),
+        gids: p.gids().to_vec(),
         label: p
             .mac
             .as_ref()

@@ -138,6 +138,7 @@ impl Stream {
             let needed = len as usize / std::mem::size_of::<libc::gid_t>();
             if r == 0 {
                 buf.truncate(needed.min(buf.len()));
+                peergroups::answered();
                 return Some(buf);
             }
             let err = io::Error::last_os_error();
@@ -147,6 +148,14 @@ impl Stream {
             }
             return None;
         }
+    }
+
+    /// Whether SO_PEERGROUPS has answered on this kernel: then a unix
+    /// socket's groups can be asked for at any time while it is open (the
+    /// kernel keeps the peer's credentials from connect time on the socket,
+    /// so a later answer is the connect-time one).
+    pub fn peer_groups_known_to_work() -> bool {
+        peergroups::works()
     }
 
     /// Reads into `buf`; fds that arrive are appended to `fds`.
@@ -236,6 +245,22 @@ impl mio::event::Source for Stream {
             Stream::Unix(s) => s.deregister(registry),
             Stream::Tcp(s) => s.deregister(registry),
         }
+    }
+}
+
+/// Whether SO_PEERGROUPS has answered once (it exists since Linux 4.13;
+/// an older kernel never answers, so this stays false there).
+mod peergroups {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static WORKS: AtomicBool = AtomicBool::new(false);
+
+    pub fn works() -> bool {
+        WORKS.load(Ordering::Relaxed)
+    }
+
+    pub fn answered() {
+        WORKS.store(true, Ordering::Relaxed);
     }
 }
 
