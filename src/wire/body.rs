@@ -34,21 +34,7 @@ pub const MAX_BODY_DEPTH: usize = 64;
 /// The cost is linear in the body's length whatever the signature: the
 /// signature (and each variant's) is compiled once into a [`Program`].
 pub fn validate_body(sig: &[u8], body: &[u8], endian: Endian) -> Result<(), WireError> {
-    if sig.is_empty() {
-        // No values (most method returns): nothing to compile.
-        return if body.is_empty() {
-            Ok(())
-        } else {
-            Err(TRAILING)
-        };
-    }
-    let mut v = Validator {
-        buf: body,
-        pos: 0,
-        endian,
-    };
-    with_compiled(sig, |prog| v.run(prog.ops(), 0, prog.ops().len(), 0))??;
-    if v.pos != body.len() {
+    if validate_leading_values(sig, body, endian)? != body.len() {
         return Err(TRAILING);
     }
     Ok(())
@@ -64,6 +50,7 @@ pub fn validate_leading_values(
     endian: Endian,
 ) -> Result<usize, WireError> {
     if sig.is_empty() {
+        // No values (most method returns): nothing to compile.
         return Ok(0);
     }
     let mut v = Validator {
