@@ -360,6 +360,9 @@ struct Loop {
     wiring: Rc<crate::wiring::Wiring>,
     /// SIGUSR2 asked for a re-exec.
     reexec_signalled: bool,
+    /// A re-exec waits for the bodies being spliced until then (see
+    /// [`Loop::reexec_due`]).
+    reexec_wait: Option<Instant>,
     listeners: Vec<Bound>,
     signals: SignalFd,
     pidfile: Option<PathBuf>,
@@ -444,6 +447,7 @@ impl Loop {
             events: Vec::new(),
             wiring,
             reexec_signalled: false,
+            reexec_wait: None,
             listeners,
             signals,
             pidfile,
@@ -536,7 +540,7 @@ impl Loop {
             .filter_map(|id| bus.peer(*id).and_then(|p| p.quota_pause))
             .filter(|&t| t > now)
             .min();
-        [Self::next_deadline(bus), pause_end]
+        [Self::next_deadline(bus), pause_end, self.reexec_wait]
             .into_iter()
             .flatten()
             .min()
@@ -631,7 +635,9 @@ impl Loop {
             self.close_pending(bus);
             self.resume_accept(bus);
             self.resume_throttled(bus);
-            if self.reexec_signalled || !self.wiring.reexec_requests.borrow().is_empty() {
+            if (self.reexec_signalled || !self.wiring.reexec_requests.borrow().is_empty())
+                && self.reexec_due()
+            {
                 // What is queued is written before the state is saved.
                 self.io.settle(bus);
                 self.reexec(bus);

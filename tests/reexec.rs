@@ -736,3 +736,60 @@ fn refused_while_a_body_is_spliced() {
     rx.wait_log("Re-executed", 1);
     assert!(!s.get_id().is_empty());
 }
+
+/// A re-exec asked for while large bodies stream through pipes waits for
+/// the one in flight (and splices no new one meanwhile) instead of being
+/// refused: under a steady stream of large messages a refusal would be
+/// the rule, and a package upgrade could not re-execute the bus.
+#[test]
+fn waits_for_bodies_being_spliced() {
+    if !busbar_only("waits_for_bodies_being_spliced") {
+        return;
+    }
+    let mut rx = Rx::start("splicewait", Path::new(env!("CARGO_BIN_EXE_busbar")), &[]);
+    let mut r = Client::connect(&rx.bus);
+    let mut s = Client::connect(&rx.bus);
+    let mut c = Client::connect(&rx.bus);
+    const N: u32 = 60;
+    const LEN: u32 = 1024 * 1024;
+    let body = |seq: u32| -> Vec<u8> {
+        let mut b = LEN.to_le_bytes().to_vec();
+        b.extend((0..LEN).map(|i| i.wrapping_mul(7).wrapping_add(seq) as u8));
+        b
+    };
+    let dest = r.unique_name.clone();
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let got = received.clone();
+    let reader = thread::spawn(move || {
+        for seq in 0..N {
+            let m = recv_until(&mut r, |m| m.member.as_deref() == Some("Put"));
+            assert!(m.body == body(seq), "body {seq} arrived whole and in order");
+            got.store(seq + 1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let sender = thread::spawn(move || {
+        for seq in 0..N {
+            let mut m =
+                MsgBuilder::method_call(0, Some(&dest), "/a", Some("org.example.Big"), "Put")
+                    .body("ay", body(seq));
+            m.flags |= NO_REPLY_EXPECTED;
+            m.serial = s.next_serial();
+            s.sock.write_all(&m.build()).unwrap();
+        }
+        s
+    });
+    let start = Instant::now();
+    while received.load(std::sync::atomic::Ordering::SeqCst) < 5 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the stream did not start"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+    let ok = reexec_call(&mut c);
+    assert_eq!(ok.msg_type, METHOD_RETURN, "{ok:?}\n{}", rx.log());
+    reader.join().unwrap();
+    let mut s = sender.join().unwrap();
+    rx.wait_log("Re-executed", 1);
+    assert!(!s.get_id().is_empty());
+}

@@ -58,7 +58,11 @@
 //!   of memory: the bodies wait in the sender's socket. Bus-wide at most
 //!   [`crate::transport::splice::MAX_LIVE_PIPES`]; past that the copying
 //!   path is used.
-//! - Re-exec is refused while any such body is in flight ([`in_flight`]).
+//! - Re-exec: a body in a pipe cannot be saved, so a re-exec asked for
+//!   while any is in flight ([`in_flight`]) waits: no new body is spliced
+//!   ([`hold`]), and the re-exec happens when the last one is through, or
+//!   is refused after [`crate::daemon`]'s wait (a sender that stopped in
+//!   the middle of a body).
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, IoSlice};
@@ -128,6 +132,18 @@ pub(super) fn forget_sender(id: u64) {
 /// Bodies being spliced now (the re-exec waits for none).
 pub fn in_flight() -> usize {
     IN_FLIGHT.with(Cell::get)
+}
+
+thread_local! {
+    /// A re-exec waits for the bodies in flight: no new one starts.
+    static HELD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// While `held`, no new body is spliced (large messages take the copying
+/// path), so the bodies in flight can only go down to none: a re-exec
+/// waits for that (see src/daemon/handoff.rs).
+pub fn hold(held: bool) {
+    HELD.with(|h| h.set(held));
 }
 
 /// Bodies of one sender in pipes at once, at most (see the module).
@@ -322,7 +338,11 @@ impl Bus {
     /// module), routes it now and starts moving the rest (the buffered
     /// bytes are then used up).
     pub(super) fn try_splice(&mut self, id: u64, total: usize) -> Start {
-        if total < threshold() || !self.monitors.is_empty() || self.matches.has_eavesdrop_rules() {
+        if total < threshold()
+            || HELD.with(Cell::get)
+            || !self.monitors.is_empty()
+            || self.matches.has_eavesdrop_rules()
+        {
             return Start::No;
         }
         if PIPES_OF.with(|m| m.borrow().get(&id).copied().unwrap_or(0)) >= PIPES_PER_SENDER {
