@@ -681,10 +681,11 @@ fn half_read_large_message_completes() {
     assert!(rx.bus.is_alive());
 }
 
-/// While the body of a large `ay` message is being spliced (its sender has
-/// sent part of it), a re-exec is refused: the body is split between two
-/// sockets and a pipe, which the saved state cannot carry. Once the
-/// message is through, the re-exec goes ahead.
+/// While the body of a large `ay` message is being spliced and its sender
+/// has stopped half way through, a re-exec is refused (after its 2 s wait
+/// for the body): the body is split between two sockets and a pipe, which
+/// the saved state cannot carry. Once the message is through, the re-exec
+/// goes ahead.
 #[test]
 fn refused_while_a_body_is_spliced() {
     if !busbar_only("refused_while_a_body_is_spliced") {
