@@ -46,8 +46,8 @@ stage_deps() {
     # session.conf busbar falls back to; dbus-bin: dbus-send, dbus-monitor,
     # dbus-run-session; python3-dbus/python3-gi: helper services;
     # libglib2.0-bin: gdbus; systemd: busctl; dbus-broker: second reference;
-    # mandoc: tests/man_options.rs lints the man pages; python3-seccomp:
-    # tests/io_backend.rs refuses io_uring_setup to a daemon.
+    # mandoc: tests/integration/man_options.rs lints the man pages; python3-seccomp:
+    # tests/integration/io_backend.rs refuses io_uring_setup to a daemon.
     # vm stage: debootstrap (+ keyring) for the guest root, e2fsprogs for
     # mkfs.ext4 -d, qemu-system-x86 to boot it, util-linux for unshare/flock.
     ensure_packages dbus-tests dbus-daemon dbus-bin python3 python3-dbus python3-gi \

@@ -1,0 +1,163 @@
+//! The io_uring backend is detected at run time: where io_uring_setup is
+//! refused (seccomp, or the kernel.io_uring_disabled sysctl), a bus asked to
+//! use it says so and runs on epoll, and behaves the same.
+//!
+//! busbar only: dbus-daemon has no io_uring backend and ignores
+//! BUSBAR_IO_BACKEND.
+
+use crate::common;
+
+use common::*;
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::Command;
+
+const PYTHON: &str = "/usr/bin/python3";
+
+/// The kinds of event fd the daemon holds (`[io_uring]`, `[eventpoll]`).
+fn poll_fds(pid: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd")).expect("read the daemon's fds") {
+        if let Ok(t) = std::fs::read_link(e.expect("fd entry").path()) {
+            let t = t.to_string_lossy().into_owned();
+            if t == "anon_inode:[io_uring]" || t == "anon_inode:[eventpoll]" {
+                out.push(t);
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The next message that is not from the bus driver (NameAcquired).
+fn next_from_peer(c: &mut Client) -> Msg {
+    loop {
+        let m = c.recv();
+        if m.sender.as_deref() != Some(DRIVER) {
+            return m;
+        }
+    }
+}
+
+/// Two clients: a call and its reply, a signal to a subscriber.
+fn exercise(bus: &Bus) {
+    let mut a = Client::connect_fds(bus);
+    let mut b = Client::connect_fds(bus);
+    let mut w = W::new();
+    w.str("type='signal',interface='org.example.Io'");
+    let r = b.call_driver("AddMatch", "s", w.buf);
+    assert_eq!(r.msg_type, METHOD_RETURN, "AddMatch: {r:?}");
+    let b_name = b.unique_name.clone();
+    let serial = a.call(
+        Some(&b_name),
+        "/x",
+        Some("org.example.Io"),
+        "Ping",
+        "",
+        vec![],
+    );
+    let call = next_from_peer(&mut b);
+    assert_eq!(call.member.as_deref(), Some("Ping"), "{call:?}");
+    b.send(
+        MsgBuilder::new(METHOD_RETURN, 0)
+            .field_u32(F_REPLY_SERIAL, call.serial)
+            .field_str(F_DESTINATION, 's', &a.unique_name),
+    );
+    let reply = a.wait_reply(serial);
+    assert_eq!(reply.msg_type, METHOD_RETURN, "{reply:?}");
+    a.send(MsgBuilder::signal(0, "/x", "org.example.Io", "Tick"));
+    let sig = next_from_peer(&mut b);
+    assert_eq!(sig.member.as_deref(), Some("Tick"), "{sig:?}");
+    assert_eq!(sig.sender.as_deref(), Some(a.unique_name.as_str()));
+    let id = a.call_driver("GetId", "", vec![]);
+    assert_eq!(id.msg_type, METHOD_RETURN, "{id:?}");
+}
+
+/// Writes a wrapper that makes io_uring_setup fail with `errno` (as a
+/// container's seccomp profile, or io_uring_disabled=2, does) and execs
+/// busbar.
+fn refusing_wrapper(dir: &Path, errno: &str) -> String {
+    let path = dir.join(format!("no-io-uring-{errno}"));
+    let script = format!(
+        "#!{PYTHON}\nimport errno, os, sys, seccomp\n\
+         f = seccomp.SyscallFilter(seccomp.ALLOW)\n\
+         f.add_rule(seccomp.ERRNO(errno.{errno}), 'io_uring_setup')\n\
+         f.load()\n\
+         os.execv({busbar:?}, [{busbar:?}] + sys.argv[1:])\n",
+        busbar = env!("CARGO_BIN_EXE_busbar"),
+    );
+    std::fs::write(&path, script).expect("write wrapper");
+    let _ = Command::new("chmod").arg("755").arg(&path).status();
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn uring_backend_runs_where_io_uring_works() {
+    if is_reference_daemon() {
+        eprintln!("skipped: busbar only, dbus-daemon has no io_uring backend");
+        return;
+    }
+    let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+        .map(|s| s.trim() != "0")
+        .unwrap_or(false);
+    if disabled {
+        return skip_or_fail("io_uring is disabled on this machine (kernel.io_uring_disabled)");
+    }
+    let env = [("BUSBAR_IO_BACKEND", OsStr::new("uring"))];
+    let bus = Bus::start_daemon_logging_env(env!("CARGO_BIN_EXE_busbar"), "", &env);
+    // The address is printed before the loop starts: look once it runs.
+    exercise(&bus);
+    assert_eq!(
+        poll_fds(bus.pid()),
+        vec!["anon_inode:[io_uring]".to_string()]
+    );
+    assert!(
+        !bus.stderr_log().contains("io_uring is not available"),
+        "{}",
+        bus.stderr_log()
+    );
+    let env = [("BUSBAR_IO_BACKEND", OsStr::new("epoll"))];
+    let bus = Bus::start_daemon_logging_env(env!("CARGO_BIN_EXE_busbar"), "", &env);
+    exercise(&bus);
+    assert_eq!(
+        poll_fds(bus.pid()),
+        vec!["anon_inode:[eventpoll]".to_string()]
+    );
+}
+
+#[test]
+fn refused_io_uring_falls_back_to_epoll() {
+    if is_reference_daemon() {
+        eprintln!("skipped: busbar only, dbus-daemon has no io_uring backend");
+        return;
+    }
+    let has_seccomp = Command::new(PYTHON)
+        .args(["-c", "import seccomp"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_seccomp {
+        return skip_or_fail("needs python3-seccomp (apt-get install python3-seccomp)");
+    }
+    let dir = std::env::temp_dir().join(format!("busbar-itest-iobackend-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    // ENOSYS: a seccomp profile that does not know the call; EPERM:
+    // kernel.io_uring_disabled=2.
+    for errno in ["ENOSYS", "EPERM"] {
+        let wrapper = refusing_wrapper(&dir, errno);
+        let env = [("BUSBAR_IO_BACKEND", OsStr::new("uring"))];
+        let bus = Bus::start_daemon_logging_env(&wrapper, "", &env);
+        exercise(&bus);
+        assert_eq!(
+            poll_fds(bus.pid()),
+            vec!["anon_inode:[eventpoll]".to_string()],
+            "{errno}"
+        );
+        let log = bus.stderr_log();
+        assert!(
+            log.contains("io_uring is not available") && log.contains("using epoll"),
+            "{errno}: {log}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
