@@ -156,15 +156,7 @@ fn capture_driver(bus: &mut Bus, out: &OutMsg, to: Option<u64>) {
     }
     let head = out.head.clone();
     if let Ok(h) = Header::parse(&head, 0) {
-        bus.capture(
-            None,
-            to,
-            out,
-            View {
-                h: &h,
-                bytes: &head,
-            },
-        );
+        bus.capture(None, to, out, View::new(&h, &head));
     }
 }
 
@@ -202,7 +194,7 @@ pub fn start_service_by_name(
 ) -> Result<Reply, Denied> {
     let held = Held::Start {
         sender: sid,
-        serial: inb.header.serial,
+        serial: inb.header().serial,
     };
     match activate(bus, Some(sid), name, held)? {
         Started::AlreadyRunning => {
@@ -260,16 +252,7 @@ fn activate(
     };
     if let (Held::Call { sender, inb, .. }, Some(_)) = (&held, &entry) {
         let (sender, inb) = (*sender, inb.clone());
-        bus.check_security(
-            Some(sender),
-            None,
-            None,
-            &View {
-                h: &inb.header,
-                bytes: &inb.bytes,
-            },
-            Some(name),
-        )?;
+        bus.check_security(Some(sender), None, None, &inb.view(), Some(name))?;
     }
     // Like dbus-daemon, StartServiceByName asks whether the name has an owner
     // only after finding its activation entry: a running service with no
@@ -376,10 +359,7 @@ fn deliver_from_driver(bus: &mut Bus, to: u64, out: &OutMsg) {
     let Ok(h) = Header::parse(&head, 0) else {
         return;
     };
-    let v = View {
-        h: &h,
-        bytes: &head,
-    };
+    let v = View::new(&h, &head);
     match bus.check_security(None, Some(to), Some(to), &v, None) {
         Ok(()) => bus.deliver(to, out.clone()),
         Err(d) => bus.capture_error_reply(None, &h, d.name, &d.text),
@@ -509,7 +489,7 @@ fn fail(bus: &mut Bus, name: &str, err_name: &str, text: &str) {
         match h {
             Held::Call { sender, inb, .. } => {
                 if bus.has_peer(sender) {
-                    bus.send_error(sender, &inb.header, err_name, text);
+                    bus.send_error(sender, inb.header(), err_name, text);
                 }
             }
             Held::Start { sender, serial } => {
@@ -529,7 +509,7 @@ pub fn systemd_failure(bus: &mut Bus, sid: u64, inb: &Inbound) {
     if !privileged {
         bus.send_error(
             sid,
-            &inb.header,
+            inb.header(),
             errors::ACCESS_DENIED,
             "rejected attempt to call ActivationFailure by an unprivileged connection",
         );
@@ -551,7 +531,7 @@ pub fn systemd_failure(bus: &mut Bus, sid: u64, inb: &Inbound) {
         );
         return;
     }
-    let mut r = crate::wire::marshal::Reader::new(inb.body(), inb.header.endian());
+    let mut r = crate::wire::marshal::Reader::new(inb.body(), inb.header().endian());
     let (Ok(unit), Ok(code), Ok(text)) = (r.string(), r.string(), r.string()) else {
         return;
     };

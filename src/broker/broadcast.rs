@@ -6,6 +6,7 @@ use super::peer::{OutMsg, PeerState};
 use super::security::View;
 use crate::wire::header::Header;
 use crate::wire::marshal::Reader;
+use crate::wire::parsed::MsgRef;
 use crate::wire::signature::single_type_len;
 
 /// A message seen through the eyes of a match rule.
@@ -23,8 +24,9 @@ impl<'a> Subject<'a> {
 }
 
 /// Reads argument `n` of a body lazily, without looking past it.
-pub fn body_arg<'a>(h: &Header, bytes: &'a [u8], n: u8) -> Option<Arg<'a>> {
-    let sig = h.signature(bytes)?.as_bytes();
+pub fn body_arg(m: MsgRef<'_>, n: u8) -> Option<Arg<'_>> {
+    let (h, bytes) = (m.h(), m.bytes());
+    let sig = m.signature()?.as_bytes();
     let body = bytes.get(h.body_start..)?;
     let mut r = Reader::new(body, h.endian());
     let mut s = sig;
@@ -49,7 +51,7 @@ pub fn body_arg<'a>(h: &Header, bytes: &'a [u8], n: u8) -> Option<Arg<'a>> {
 
 impl MatchSubject for Subject<'_> {
     fn msg_type(&self) -> u8 {
-        self.v.h.msg_type
+        self.v.h().msg_type
     }
     fn sender_is(&self, name: &str) -> bool {
         match self.sender {
@@ -58,19 +60,19 @@ impl MatchSubject for Subject<'_> {
         }
     }
     fn destination(&self) -> Option<&str> {
-        self.v.h.destination(self.v.bytes)
+        self.v.destination()
     }
     fn path(&self) -> Option<&str> {
-        self.v.h.path(self.v.bytes)
+        self.v.path()
     }
     fn interface(&self) -> Option<&str> {
-        self.v.h.interface(self.v.bytes)
+        self.v.interface()
     }
     fn member(&self) -> Option<&str> {
-        self.v.h.member(self.v.bytes)
+        self.v.member()
     }
     fn arg(&self, n: u8) -> Option<Arg<'_>> {
-        body_arg(self.v.h, self.v.bytes, n)
+        body_arg(*self.v, n)
     }
 }
 
@@ -115,7 +117,7 @@ impl Bus {
         subj: &Subject<'_>,
     ) -> bool {
         let wants_eavesdrop = rule.eavesdrop || eavesdrop_implied;
-        let msg_dest = subj.v.h.destination(subj.v.bytes);
+        let msg_dest = subj.v.destination();
         match &rule.destination {
             Some(rd) => {
                 let Some(md) = msg_dest else { return false };
@@ -163,7 +165,7 @@ impl Bus {
             return;
         }
         // A message with a destination can only match eavesdrop rules.
-        let has_destination = v.h.destination(v.bytes).is_some();
+        let has_destination = v.destination().is_some();
         if has_destination && !self.matches.has_eavesdrop_rules() {
             return;
         }
@@ -187,8 +189,8 @@ impl Bus {
             self.matches.begin();
             self.matches.for_candidates(
                 sender_names,
-                v.h.interface(v.bytes),
-                v.h.member(v.bytes),
+                v.interface(),
+                v.member(),
                 has_destination,
                 |id, rule| {
                     if Some(id) == addressed || !self.peers.get(&id).is_some_and(|p| p.is_active())
@@ -208,11 +210,11 @@ impl Bus {
         for &r in &recipients {
             if let Err(d) = self.check_security(sender, addressed, Some(r), &v, None) {
                 if !self.monitors.is_empty() {
-                    self.capture_error_reply(sender, v.h, d.name, &d.text);
+                    self.capture_error_reply(sender, v.h(), d.name, &d.text);
                 }
                 continue;
             }
-            if v.h.unix_fds > 0 && !self.peers.get(&r).is_some_and(|p| p.unix_fd) {
+            if v.h().unix_fds > 0 && !self.peers.get(&r).is_some_and(|p| p.unix_fd) {
                 continue;
             }
             self.deliver(r, out.clone());
@@ -271,15 +273,7 @@ impl Bus {
         let Ok(eh) = Header::parse_own(&head) else {
             return;
         };
-        self.capture(
-            None,
-            to,
-            &m,
-            View {
-                h: &eh,
-                bytes: &head,
-            },
-        );
+        self.capture(None, to, &m, View::new(&eh, &head));
     }
 
     /// Sends a unicast message from the driver, subject to the recipient's
@@ -299,10 +293,7 @@ impl Bus {
             return;
         };
         let head = m.head.clone();
-        let v = View {
-            h: &h,
-            bytes: &head,
-        };
+        let v = View::new(&h, &head);
         if !self.monitors.is_empty() {
             self.capture(None, Some(to), &m, v);
         }
@@ -334,10 +325,7 @@ impl Bus {
         let Ok(h) = Header::parse_own(&head) else {
             return;
         };
-        let v = View {
-            h: &h,
-            bytes: &head,
-        };
+        let v = View::new(&h, &head);
         if !self.monitors.is_empty() {
             self.capture(None, None, &m, v);
         }

@@ -9,7 +9,8 @@ use super::peer::{Charge, Inbound, OutMsg, Peer, PeerState, PeerStats};
 use crate::transport::rxbuf::MsgBytes;
 use crate::transport::sasl::{SaslServer, SaslStatus};
 use crate::transport::stream::Stream;
-use crate::wire::header::{frame_len, Header, FIXED_HEADER_LEN};
+use crate::wire::header::{frame_len, FIXED_HEADER_LEN};
+use crate::wire::parsed::Parsed;
 
 /// Messages at least this large are read straight into their own buffer.
 pub const LARGE_MESSAGE: usize = 64 * 1024;
@@ -469,23 +470,24 @@ impl Bus {
         let Some(p) = self.peers.get_mut(&id) else {
             return false;
         };
-        let header = match Header::parse(&bytes, p.in_fds.len()) {
-            Ok(h) => h,
+        let msg = match Parsed::parse(bytes, p.in_fds.len()) {
+            Ok(m) => m,
             Err(e) => {
                 self.protocol_violation(id, &format!("invalid message: {e}"));
                 return false;
             }
         };
-        let n = header.unix_fds as usize;
+        let n = msg.header().unix_fds as usize;
+        let len = msg.bytes().len() as u64;
         if n > max_fds || (n > 0 && !p.unix_fd) {
             self.protocol_violation(id, "too many or unexpected unix fds");
             return false;
         }
         let fds: Vec<_> = p.in_fds.drain(..n).collect();
         p.stats.in_msgs += 1;
-        p.stats.in_bytes += bytes.len() as u64;
+        p.stats.in_bytes += len;
         p.stats.in_fds += n as u64;
-        let charge = Charge::new(&p.live, bytes.len() as u64, n as u64);
+        let charge = Charge::new(&p.live, len, n as u64);
         let sender_uid = p.account.uid;
         // Peaks of live bytes and fds, as dbus-daemon's PeakIncoming*.
         p.stats.peak_in_bytes = p.stats.peak_in_bytes.max(p.live.bytes.get());
@@ -493,8 +495,7 @@ impl Bus {
         self.dispatch(
             id,
             Inbound {
-                bytes,
-                header,
+                msg,
                 fds,
                 charge: Some(charge),
                 sender_uid,

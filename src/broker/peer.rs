@@ -12,16 +12,16 @@ use crate::transport::pool::{FreeList, Pooled, Recycle};
 use crate::transport::rxbuf::{MsgBytes, RxBuf};
 use crate::transport::sasl::SaslServer;
 use crate::transport::stream::{PeerCreds, Stream};
+use crate::wire::parsed::Parsed;
 
 /// A message as received: validated bytes and the fds that came with it.
 /// Shared (reference-counted, in a reused slot) by every recipient.
 #[derive(Debug, Default)]
 pub struct Inbound {
-    /// The whole message as the peer sent it: a slice of the connection's
-    /// receive chunk, or a buffer of its own for a large message.
-    pub bytes: MsgBytes,
-    /// Its parsed header.
-    pub header: crate::wire::header::Header,
+    /// The whole message as the peer sent it (a slice of the connection's
+    /// receive chunk, or a buffer of its own for a large message), with
+    /// the header parsed from it.
+    pub msg: Parsed<MsgBytes>,
     /// The fds it carries.
     pub fds: Vec<OwnedFd>,
     /// What it costs its sender while it is alive (queued for a
@@ -205,7 +205,22 @@ impl Drop for LargeRx {
 impl Inbound {
     /// The body bytes.
     pub fn body(&self) -> &[u8] {
-        &self.bytes[self.header.body_start..]
+        &self.msg.bytes()[self.msg.header().body_start..]
+    }
+
+    /// The header.
+    pub fn header(&self) -> &crate::wire::header::Header {
+        self.msg.header()
+    }
+
+    /// The bytes (only the start of a message whose body is spliced).
+    pub fn bytes(&self) -> &[u8] {
+        self.msg.bytes()
+    }
+
+    /// The message as policy and match rules read it.
+    pub fn view(&self) -> super::security::View<'_> {
+        super::security::View(self.msg.view())
     }
 }
 
@@ -214,15 +229,15 @@ impl Inbound {
     /// chunk and carries no fds (see [`Peer::detach_queued`]). The copy is
     /// charged to the sender as the original is.
     pub fn detached(&self) -> Option<Shared> {
-        if !matches!(self.bytes, MsgBytes::Chunk { .. })
+        if !matches!(self.msg.raw(), MsgBytes::Chunk { .. })
             || !self.fds.is_empty()
             || self.splice.is_some()
         {
             return None;
         }
+        let msg = self.msg.copied(|b| MsgBytes::Owned(b.to_vec()))?;
         Some(Shared::new(Inbound {
-            bytes: MsgBytes::Owned(self.bytes.to_vec()),
-            header: self.header.clone(),
+            msg,
             fds: Vec::new(),
             charge: self.charge.as_ref().map(Charge::again),
             sender_uid: self.sender_uid,
@@ -233,7 +248,7 @@ impl Inbound {
 
     /// Gives a large message's buffer back for reuse.
     fn release_bytes(&mut self) {
-        if let MsgBytes::Owned(b) = std::mem::take(&mut self.bytes) {
+        if let MsgBytes::Owned(b) = self.msg.take_bytes() {
             buffers::give_back(b);
         }
     }
@@ -257,7 +272,6 @@ impl Recycle for Inbound {
         self.charge = None;
         self.rest = 0;
         self.splice = None;
-        self.header = crate::wire::header::Header::default();
     }
     fn free_list() -> &'static std::thread::LocalKey<FreeList<Self>> {
         &INBOUND

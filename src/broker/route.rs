@@ -7,7 +7,6 @@ use std::rc::Rc;
 use super::bus::{Bus, DBUS_NAME};
 use super::errors;
 use super::peer::{Inbound, OutMsg, PeerState, Shared};
-use super::security::View;
 use crate::transport::pool::Pooled;
 use crate::wire::header::{forward_header, forward_header_with_body_len, msg_type};
 
@@ -37,9 +36,10 @@ impl Bus {
             .clone()
             .unwrap_or_else(|| Rc::from(":not.active.yet"));
         let inb = Shared::new(inb);
-        let h = &inb.header;
-        let bytes = &inb.bytes;
-        let dest = h.destination(bytes);
+        let h = inb.header();
+        let bytes = inb.bytes();
+        let v = inb.view();
+        let dest = v.destination();
 
         if dest.is_none() && h.msg_type != msg_type::SIGNAL {
             // Not addressed to anyone: dbus-daemon's own connection object
@@ -58,7 +58,6 @@ impl Bus {
             }),
             body: Some(inb.clone()),
         };
-        let v = View { h, bytes };
 
         if dest == Some(DBUS_NAME) {
             // The copy with SENDER set is only for monitors and
@@ -74,7 +73,7 @@ impl Bus {
             // no name yet once the driver has given it one, with that name
             // as its sender, just before the reply (see capture_hello).
             let hello =
-                !active && h.msg_type == msg_type::METHOD_CALL && h.member(bytes) == Some("Hello");
+                !active && h.msg_type == msg_type::METHOD_CALL && v.member() == Some("Hello");
             let monitored = |bus: &Bus| !bus.monitors.is_empty();
             if let Some(out) = out
                 .as_ref()
@@ -157,24 +156,21 @@ impl Bus {
         let Some(name) = self.unique_name(sid) else {
             return;
         };
-        let h = &inb.header;
-        let bytes = &inb.bytes;
+        let h = inb.header();
+        let bytes = inb.bytes();
         let out = OutMsg {
             head: Pooled::new(forward_header(h, bytes, &name)),
             body: None,
         };
-        self.capture(Some(sid), None, &out, View { h, bytes });
+        self.capture(Some(sid), None, &out, inb.view());
     }
 
     /// Delivers a message from `sid` to the connection `r` that owns its
     /// destination (checking policy, recording the expected reply), then to
     /// eavesdroppers.
     pub fn deliver_to_owner(&mut self, sid: u64, r: u64, inb: &Shared, out: &OutMsg) {
-        let h = &inb.header;
-        let v = View {
-            h,
-            bytes: &inb.bytes,
-        };
+        let h = inb.header();
+        let v = inb.view();
         if let Err(d) = self.check_security(Some(sid), Some(r), Some(r), &v, None) {
             self.send_error(sid, h, d.name, &d.text);
             return;
@@ -194,8 +190,8 @@ impl Bus {
 
     /// Peer methods sent without a destination are answered by the bus.
     fn handle_unaddressed_call(&mut self, sid: u64, inb: &Inbound) {
-        let h = &inb.header;
-        let iface = h.interface(&inb.bytes);
+        let h = inb.header();
+        let iface = inb.view().interface();
         if (iface.is_none() || iface == Some("org.freedesktop.DBus.Peer"))
             && self.upcalls().peer_method(self, sid, inb)
         {
@@ -206,8 +202,8 @@ impl Bus {
         }
         let text = format!(
             "Method \"{}\" with signature \"{}\" on interface \"{}\" doesn't exist\n",
-            h.member(&inb.bytes).unwrap_or(""),
-            h.signature(&inb.bytes).unwrap_or(""),
+            inb.view().member().unwrap_or(""),
+            inb.view().signature().unwrap_or(""),
             iface.unwrap_or("(null)")
         );
         self.send_error(sid, h, errors::UNKNOWN_METHOD, &text);

@@ -8,35 +8,48 @@ use super::bus::{Bus, DBUS_NAME};
 use super::errors;
 use super::replies::ExpectError;
 use crate::wire::header::{msg_type, Header};
+use crate::wire::parsed::MsgRef;
 
-/// A message as the policy and match rules see it.
+/// A message as the policy and match rules see it: its header fields, read
+/// without checking UTF-8 again for a message from a peer (see
+/// [`MsgRef`]).
 #[derive(Clone, Copy, Debug)]
-pub struct View<'a> {
-    /// Parsed header.
-    pub h: &'a Header,
-    /// The message bytes (header fields are read from here).
-    pub bytes: &'a [u8],
+pub struct View<'a>(pub MsgRef<'a>);
+
+impl<'a> std::ops::Deref for View<'a> {
+    type Target = MsgRef<'a>;
+    fn deref(&self) -> &MsgRef<'a> {
+        &self.0
+    }
 }
 
 impl<'a> View<'a> {
+    /// `h` read from `bytes` (a message the bus built, or one it parsed on
+    /// the spot); string reads check UTF-8.
+    pub fn new(h: &'a Header, bytes: &'a [u8]) -> Self {
+        View(MsgRef::new(h, bytes))
+    }
+
     /// The message's length on the wire, from its fixed header (`bytes`
     /// holds only the start of a message whose body is spliced).
     pub fn msg_len(&self) -> usize {
-        let body = self.h.endian().u32(&self.bytes[4..8]) as usize;
-        self.h.body_start + body
+        let h = self.h();
+        let body = h.endian().u32(&self.bytes()[4..8]) as usize;
+        h.body_start + body
     }
 
     /// The facts policy rules look at.
     pub fn facts(&self) -> MessageFacts<'a> {
+        let h = self.h();
         MessageFacts {
-            msg_type: self.h.msg_type,
-            path: self.h.path(self.bytes),
-            interface: self.h.interface(self.bytes),
-            member: self.h.member(self.bytes),
-            error_name: self.h.error_name(self.bytes),
-            destination: self.h.destination(self.bytes),
-            unix_fds: self.h.unix_fds,
-            reply_serial: self.h.reply_serial,
+            msg_type: h.msg_type,
+            path: self.path(),
+            interface: self.interface(),
+            member: self.member(),
+            error_name: self.error_name(),
+            destination: self.destination(),
+            unix_fds: h.unix_fds,
+            reply_serial: h.reply_serial,
         }
     }
 }
@@ -74,7 +87,7 @@ impl Bus {
             return true;
         };
         let bytes = v.msg_len() as u64;
-        let fds = u64::from(v.h.unix_fds);
+        let fds = u64::from(v.h().unix_fds);
         if r.account.admits(actor, bytes, fds) {
             return true;
         }
@@ -150,10 +163,10 @@ impl Bus {
         v: &View<'_>,
         activation_name: Option<&str>,
     ) -> Result<(), Denied> {
-        let h = v.h;
+        let h = v.h();
         // Receiving a copy of a message addressed to someone else.
         let not_addressee = addressed != proposed;
-        let eavesdropping = not_addressee && h.destination(v.bytes).is_some();
+        let eavesdropping = not_addressee && v.destination().is_some();
         let mut requested_reply = false;
         if let Some(s) = sender {
             let active = self.peers.get(&s).is_some_and(|p| p.is_active());
@@ -171,8 +184,8 @@ impl Bus {
             if !active {
                 let is_hello = proposed.is_none()
                     && h.msg_type == msg_type::METHOD_CALL
-                    && h.interface(v.bytes) == Some(DBUS_NAME)
-                    && h.member(v.bytes) == Some("Hello");
+                    && v.interface() == Some(DBUS_NAME)
+                    && v.member() == Some("Hello");
                 if is_hello {
                     return Ok(());
                 }

@@ -24,7 +24,7 @@ use crate::transport::pool::Pooled;
 use crate::transport::rxbuf::{MsgBytes, CHUNK_SIZE};
 use crate::transport::sasl::{SaslServer, SaslSnapshot};
 use crate::transport::stream::{PeerCreds, Stream};
-use crate::wire::header::Header;
+use crate::wire::parsed::Parsed;
 
 /// Byte strings as CBOR byte strings (not arrays of numbers).
 mod bytes {
@@ -303,7 +303,7 @@ impl MsgTable {
         }
         let i = self.msgs.len() as u32;
         self.msgs.push(MsgState {
-            bytes: Bytes(m.bytes.to_vec()),
+            bytes: Bytes(m.bytes().to_vec()),
             fds: m.fds.iter().map(|f| f.as_raw_fd()).collect(),
             sender_uid: m.sender_uid,
             charged_to: m
@@ -623,7 +623,7 @@ impl Bus {
 
         let mut msgs: Vec<Shared> = Vec::with_capacity(st.messages.len());
         for m in &st.messages {
-            let header = Header::parse(&m.bytes.0, m.fds.len())
+            let msg = Parsed::parse(MsgBytes::Owned(m.bytes.0.clone()), m.fds.len())
                 .map_err(|e| corrupt(&format!("a saved message does not parse: {e}")))?;
             let mut mfds = Vec::with_capacity(m.fds.len());
             for &f in &m.fds {
@@ -634,8 +634,7 @@ impl Bus {
                 .and_then(|id| bus.peers.get(&id))
                 .map(|p| Charge::new(&p.live, m.bytes.0.len() as u64, m.fds.len() as u64));
             msgs.push(Pooled::new(Inbound {
-                bytes: MsgBytes::Owned(m.bytes.0.clone()),
-                header,
+                msg,
                 fds: mfds,
                 charge,
                 sender_uid: m.sender_uid,

@@ -76,6 +76,7 @@ use crate::transport::rxbuf::MsgBytes;
 use crate::transport::splice::Pipe;
 use crate::transport::stream::Stream;
 use crate::wire::header::Header;
+use crate::wire::parsed::Parsed;
 
 /// Messages this large or larger are spliced when they can be. Measured
 /// (bench/README.md, "Large bodies with splice(2)"; libdbus clients, 64
@@ -381,6 +382,14 @@ impl Bus {
         };
         let read = prefix.len().min(total);
         let rest = total - head_len;
+        // The part kept in memory, parsed again where it is kept so that
+        // its header strings are read without checking them again (see
+        // `Parsed`); it is a few hundred bytes in front of a large body.
+        let Some((msg, _)) =
+            Parsed::parse_prefix(MsgBytes::Owned(prefix[..head_len].to_vec()), p.in_fds.len())
+        else {
+            return false;
+        };
         let Some(pipe) = Pipe::take(rest) else {
             return false;
         };
@@ -395,7 +404,6 @@ impl Bus {
                 }
             }
         }
-        let bytes = prefix[..head_len].to_vec();
         let job = Rc::new(SpliceBody::new(
             pipe,
             id,
@@ -425,8 +433,7 @@ impl Bus {
         self.dispatch(
             id,
             Inbound {
-                bytes: MsgBytes::Owned(bytes),
-                header: h,
+                msg,
                 fds,
                 charge: Some(charge),
                 sender_uid,

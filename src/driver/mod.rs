@@ -29,19 +29,19 @@ pub struct Call<'a> {
 impl<'a> Call<'a> {
     /// Header.
     pub fn h(&self) -> &'a Header {
-        &self.inb.header
+        self.inb.header()
     }
     /// A reader over the body.
     pub fn args(&self) -> Reader<'a> {
-        Reader::new(self.inb.body(), self.inb.header.endian())
+        Reader::new(self.inb.body(), self.inb.header().endian())
     }
     /// Member name.
     pub fn member(&self) -> &'a str {
-        self.inb.header.member(&self.inb.bytes).unwrap_or("")
+        self.inb.view().member().unwrap_or("")
     }
     /// Object path.
     pub fn path(&self) -> &'a str {
-        self.inb.header.path(&self.inb.bytes).unwrap_or("")
+        self.inb.view().path().unwrap_or("")
     }
 }
 
@@ -273,11 +273,10 @@ pub(crate) fn check_privileged(bus: &Bus, c: &Call<'_>) -> Result<(), Denied> {
 /// checked). Returns false when the bus answered with an error (then, as
 /// with dbus-daemon, eavesdroppers do not see the call).
 pub fn handle(bus: &mut Bus, sid: u64, inb: &Inbound) -> bool {
-    let h = &inb.header;
-    let bytes = &inb.bytes;
+    let h = inb.header();
     if h.msg_type == msg_type::SIGNAL {
-        if h.interface(bytes) == Some("org.freedesktop.systemd1.Activator")
-            && h.member(bytes) == Some("ActivationFailure")
+        if inb.view().interface() == Some("org.freedesktop.systemd1.Activator")
+            && inb.view().member() == Some("ActivationFailure")
         {
             crate::activation::systemd_failure(bus, sid, inb);
         }
@@ -299,7 +298,7 @@ pub fn handle(bus: &mut Bus, sid: u64, inb: &Inbound) -> bool {
 }
 
 fn dispatch(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
-    let iface = c.h().interface(&c.inb.bytes);
+    let iface = c.inb.view().interface();
     let member = c.member();
     let canonical = c.path() == DBUS_PATH;
     let mut found_interface = false;
@@ -323,7 +322,7 @@ fn dispatch(bus: &mut Bus, c: &Call<'_>) -> Result<Reply, Denied> {
                 format!("Method '{member}' is only available at the canonical object path '{DBUS_PATH}'"),
             ));
         }
-        let sig = c.h().signature(&c.inb.bytes).unwrap_or("");
+        let sig = c.inb.view().signature().unwrap_or("");
         if sig != meth.input {
             return Err(denied(
                 errors::INVALID_ARGS,

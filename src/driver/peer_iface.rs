@@ -48,14 +48,14 @@ pub fn handle(bus: &mut Bus, sid: u64, inb: &Inbound) -> bool {
     };
     match r {
         Ok(Reply::Body(sig, body)) => {
-            if !inb.header.no_reply_expected() {
+            if !inb.header().no_reply_expected() {
                 let serial = bus.next_serial();
-                let bytes = super::build::anonymous_return(serial, inb.header.serial, sig, &body);
+                let bytes = super::build::anonymous_return(serial, inb.header().serial, sig, &body);
                 bus.send_from_driver(sid, bytes);
             }
         }
         Ok(Reply::Sent) => {}
-        Err(d) => bus.send_error(sid, &inb.header, d.name, &d.text),
+        Err(d) => bus.send_error(sid, inb.header(), d.name, &d.text),
     }
     true
 }

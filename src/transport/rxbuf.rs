@@ -126,6 +126,15 @@ impl Deref for MsgBytes {
     }
 }
 
+// SAFETY: deref returns `[]` for Empty; for Owned, the Vec's buffer, which
+// changes only through `&mut`; for Chunk, the chunk's bytes in `range`
+// once `range` lies below the chunk's frozen mark, `[]` before. The mark
+// only grows while the chunk is shared (this value holds a handle; it is
+// reset only in `recycle`, when no handle is left), and bytes below it
+// are never written again (see `Chunk::frozen_slice`). So once a deref has
+// returned bytes, every later one returns the same bytes.
+unsafe impl crate::wire::parsed::StableBytes for MsgBytes {}
+
 impl From<Vec<u8>> for MsgBytes {
     fn from(v: Vec<u8>) -> Self {
         MsgBytes::Owned(v)

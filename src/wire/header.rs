@@ -150,8 +150,9 @@ impl Header {
     /// marshalled bodies): the same framing and field offsets as
     /// [`Header::parse`], without re-validating names, UTF-8, the
     /// signature and the body the builder wrote (about two thirds of the
-    /// parse of a driver reply or signal). The accessors check UTF-8 on
-    /// every read either way. Debug builds check that the full parse
+    /// parse of a driver reply or signal). These accessors check UTF-8 on
+    /// every read either way; [`super::parsed::MsgRef`]'s do not for a
+    /// message [`Header::parse`] validated. Debug builds check that the full parse
     /// accepts it.
     pub fn parse_own(msg: &[u8]) -> Result<Header, WireError> {
         let h = Self::parse_checked::<false>(msg, 0);
@@ -444,6 +445,27 @@ impl Header {
     /// SIGNATURE (None when absent, meaning an empty body).
     pub fn signature<'a>(&self, msg: &'a [u8]) -> Option<&'a str> {
         text(msg, &self.signature)
+    }
+    pub(super) fn path_range(&self) -> &Option<Range<usize>> {
+        &self.path
+    }
+    pub(super) fn interface_range(&self) -> &Option<Range<usize>> {
+        &self.interface
+    }
+    pub(super) fn member_range(&self) -> &Option<Range<usize>> {
+        &self.member
+    }
+    pub(super) fn error_name_range(&self) -> &Option<Range<usize>> {
+        &self.error_name
+    }
+    pub(super) fn destination_range(&self) -> &Option<Range<usize>> {
+        &self.destination
+    }
+    pub(super) fn sender_range(&self) -> &Option<Range<usize>> {
+        &self.sender
+    }
+    pub(super) fn signature_range(&self) -> &Option<Range<usize>> {
+        &self.signature
     }
     /// Whether the caller asked for no reply.
     pub fn no_reply_expected(&self) -> bool {

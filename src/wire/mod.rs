@@ -9,6 +9,7 @@ mod body_reference;
 pub mod header;
 pub mod marshal;
 pub mod names;
+pub mod parsed;
 pub mod signature;
 pub mod sigprog;
 
