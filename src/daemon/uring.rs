@@ -252,6 +252,8 @@ impl RxSlot {
     /// control messages and their length into this slot); true if some
     /// did not fit (MSG_CTRUNC).
     fn take_fds(&mut self, fds: &mut Vec<OwnedFd>) -> bool {
+        // size_t with glibc, socklen_t with musl.
+        #[allow(clippy::unnecessary_cast)]
         let len = (self.msg.msg_controllen as usize).min(std::mem::size_of_val(&self.cmsg));
         self.msg.msg_controllen = len as _;
         self.msg.msg_control = self.cmsg.as_mut_ptr().cast();
