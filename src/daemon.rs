@@ -19,11 +19,12 @@ use crate::transport::address::parse_addresses;
 use crate::transport::listener::{listen, take_systemd_fds, Bound};
 
 mod backend;
+mod bufring;
 mod epoll;
 mod handoff;
 mod uring;
 
-use backend::{Event, Io};
+use backend::{Event, Io, RxEnd};
 
 /// A readiness token: a peer's id, or one of the constants below.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -586,6 +587,7 @@ impl Loop {
                     let mut woken = bus.keyring_waiters();
                     woken.extend(bus.userdb_answered());
                     for id in woken {
+                        self.io.reclaim(bus, id);
                         bus.process_input(id, MSGS_PER_TURN);
                         self.ready.schedule(id, Self::class_of(bus, id));
                     }
@@ -638,8 +640,10 @@ impl Loop {
             if (self.reexec_signalled || !self.wiring.reexec_requests.borrow().is_empty())
                 && self.reexec_due()
             {
-                // What is queued is written before the state is saved.
+                // What is queued is written before the state is saved,
+                // and what was received is in it.
                 self.io.settle(bus);
+                self.io.quiesce(bus);
                 self.reexec(bus);
                 // The refusal's errors go out now, not at the next event.
                 self.flush(bus);
@@ -680,7 +684,11 @@ impl Loop {
             let budget = if i < fresh { bytes } else { MIN_BYTES_PER_TURN };
             match self.turn(bus, id, budget) {
                 TurnEnd::Exhausted => self.ready.requeue(id, Self::class_of(bus, id)),
-                TurnEnd::Drained | TurnEnd::Gone => self.ready.done(id),
+                TurnEnd::Drained => {
+                    self.ready.done(id);
+                    self.io.turn_drained(bus, id);
+                }
+                TurnEnd::Gone => self.ready.done(id),
                 TurnEnd::Throttled => {
                     self.ready.done(id);
                     if !self.throttled.contains(&id) {
@@ -793,7 +801,7 @@ impl Loop {
             match b.listener.accept() {
                 Ok(stream) => {
                     let id = bus.next_peer_id();
-                    let r = self.io.register(stream.raw_fd(), id as usize);
+                    let r = self.io.register_peer(stream.raw_fd(), id, true);
                     if r.is_err() {
                         continue;
                     }
@@ -824,6 +832,10 @@ impl Loop {
     /// were read, or [`MSGS_PER_TURN`] messages were dispatched.
     fn turn(&mut self, bus: &mut Bus, id: u64, mut bytes: usize) -> TurnEnd {
         let mut msgs = MSGS_PER_TURN;
+        // io_uring: no receive of its own may be in flight while the turn
+        // reads, and what receives brought is in `inbuf`, counted here.
+        self.io.reclaim(bus, id);
+        bytes = bytes.saturating_sub(self.io.take_delivered(id));
         if let Some(p) = bus.peer_mut(id) {
             p.splice_wait = false;
         }
@@ -865,6 +877,20 @@ impl Loop {
             if Self::at_incoming_limit(bus, id) {
                 // Back-pressure: read no more until its messages drain.
                 return TurnEnd::Throttled;
+            }
+            match self.io.rx_end(id) {
+                RxEnd::Open => {}
+                // io_uring's receive was short: as after a short read.
+                RxEnd::Dry => {
+                    if let Some(p) = bus.peer_mut(id) {
+                        p.inbuf.release_if_empty();
+                    }
+                    return Self::short_read_end(bus, id, msgs);
+                }
+                RxEnd::Closed => {
+                    bus.close(id);
+                    return TurnEnd::Gone;
+                }
             }
             let Some(p) = bus.peer_mut(id) else {
                 return TurnEnd::Gone;

@@ -15,6 +15,7 @@ use std::time::Duration;
 use crate::broker::bus::Bus;
 
 use super::epoll::Epoll;
+pub(super) use super::uring::RxEnd;
 use super::uring::Uring;
 
 /// Which backend runs when the environment names none.
@@ -25,8 +26,9 @@ const DEFAULT: Choice = Choice::Epoll;
 pub(super) enum Choice {
     /// mio's epoll, edge-triggered.
     Epoll,
-    /// io_uring: multishot polls, and a round's sends submitted with the
-    /// wait for the next events.
+    /// io_uring: receives from a provided-buffer ring (or multishot
+    /// polls), and a round's sends submitted with the wait for the next
+    /// events.
     Uring,
 }
 
@@ -67,7 +69,17 @@ impl Io {
     pub fn new() -> Result<Io, String> {
         if choice() == Choice::Uring {
             match Uring::new() {
-                Ok(u) => return Ok(Io::Uring(Box::new(u))),
+                Ok(u) => {
+                    let off = matches!(std::env::var("BUSBAR_URING_RECV").as_deref(), Ok("off"));
+                    if !u.ring_receives() && !off {
+                        crate::log::warning(
+                            "io_uring receives from a provided-buffer ring are not available \
+                             (they need IORING_SETUP_DEFER_TASKRUN and IORING_REGISTER_PBUF_RING); \
+                             the loop receives with recvmsg",
+                        );
+                    }
+                    return Ok(Io::Uring(Box::new(u)));
+                }
                 Err(e) => {
                     if std::env::var_os("BUSBAR_IO_BACKEND").is_some() {
                         crate::log::warning(&format!(
@@ -95,6 +107,58 @@ impl Io {
         match self {
             Io::Epoll(e) => e.register(fd, token),
             Io::Uring(u) => u.register(fd, token),
+        }
+    }
+
+    /// Watches connection `id`'s socket (`fresh`: just accepted, nothing
+    /// read from it yet).
+    pub fn register_peer(&mut self, fd: RawFd, id: u64, fresh: bool) -> io::Result<()> {
+        match self {
+            Io::Epoll(e) => e.register(fd, id as usize),
+            Io::Uring(u) => u.register_peer(fd, id, fresh),
+        }
+    }
+
+    /// Connection `id`'s turn ended with nothing more to read now (epoll:
+    /// the next edge says when; io_uring may arm a receive).
+    pub fn turn_drained(&mut self, bus: &Bus, id: u64) {
+        if let Io::Uring(u) = self {
+            u.turn_drained(bus, id);
+        }
+    }
+
+    /// The loop is about to work on connection `id` (a turn, or input
+    /// processed on a wake-up): io_uring takes back a receive in flight.
+    pub fn reclaim(&mut self, bus: &mut Bus, id: u64) {
+        if let Io::Uring(u) = self {
+            u.reclaim(bus, id);
+        }
+    }
+
+    /// Bytes the backend itself received for `id` (into its receive
+    /// chunk) since its last turn began: they count against the turn's
+    /// budget.
+    pub fn take_delivered(&mut self, id: u64) -> usize {
+        match self {
+            Io::Epoll(_) => 0,
+            Io::Uring(u) => u.take_delivered(id),
+        }
+    }
+
+    /// What the backend's last receive for `id` said about its socket
+    /// (epoll: nothing, the loop reads).
+    pub fn rx_end(&mut self, id: u64) -> RxEnd {
+        match self {
+            Io::Epoll(_) => RxEnd::Open,
+            Io::Uring(u) => u.rx_end(id),
+        }
+    }
+
+    /// Before the state is saved for a re-exec: no receive may be in
+    /// flight.
+    pub fn quiesce(&mut self, bus: &mut Bus) {
+        if let Io::Uring(u) = self {
+            u.quiesce(bus);
         }
     }
 

@@ -133,7 +133,7 @@ impl Loop {
         let ids: Vec<u64> = bus.peers().map(|p| p.id).collect();
         for &id in &ids {
             let Some(p) = bus.peer_mut(id) else { continue };
-            let r = self.io.register(p.stream.raw_fd(), id as usize);
+            let r = self.io.register_peer(p.stream.raw_fd(), id, false);
             if r.is_err() {
                 bus.close(id);
                 continue;

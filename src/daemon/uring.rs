@@ -20,8 +20,36 @@
 //! submitted without waiting, and the wait in a second io_uring_enter.
 //!
 //! Messages carrying fds go out with a plain sendmsg, as with epoll.
-//! Receives are the loop's own recvmsg calls, as with epoll; multishot
-//! receives into a provided-buffer ring are not done here.
+//!
+//! Receives: a connection whose turn ended with its socket dry gets a
+//! one-shot IORING_OP_RECVMSG (IOSQE_BUFFER_SELECT from a registered
+//! provided-buffer ring, src/daemon/bufring.rs; IORING_RECVSEND_POLL_FIRST)
+//! in place of a readiness poll; it rides in the io_uring_enter that
+//! submits the round's sends and waits. Its completion brings the bytes
+//! (copied once, from the provided buffer into the connection's receive
+//! chunk, where messages are sliced out as with epoll) and the SCM_RIGHTS
+//! fds (the msghdr's control buffer, MSG_CMSG_CLOEXEC), so a call and its
+//! reply cost no recvmsg syscall. One-shot, not multishot: a receive is
+//! armed only when the loop would read that connection next anyway (a
+//! turn that found the socket dry), never while its input is throttled,
+//! waits for the user database or a pipe, or is a large message read in
+//! place or spliced (then a multishot poll watches it, as before, and the loop reads
+//! or splices itself, as with epoll), and at most [`bufring::SIZE`] bytes
+//! and no more than its receive chunk has room for. So the budgets,
+//! back-pressure and splicing see the same bytes in the same order as with
+//! epoll. A turn that would begin while a receive is in flight (a wake-up
+//! from elsewhere) first cancels it and waits for its completion; so does a
+//! re-exec, for every connection, so all bytes taken from the sockets are
+//! in the receive chunks the state saves. A completion that fills its
+//! buffer leaves the rest to the loop's recvmsg (the socket may hold more);
+//! ENOBUFS (more completions in one wait than buffers) too.
+//!
+//! This needs IORING_SETUP_DEFER_TASKRUN: receives then run only inside
+//! this thread's io_uring_enter, so one without a completion has taken
+//! nothing from its socket, and the loop's own reads cannot overtake it.
+//! Without it, or without the buffer ring, or when the probe at start-up
+//! fails, or with `BUSBAR_URING_RECV=off`, the receives are the loop's
+//! own recvmsg calls, with multishot polls as before.
 //!
 //! Memory a send points at (iovecs, msghdr, the queued messages) stays
 //! untouched until its completion is reaped: the loop calls
@@ -40,6 +68,9 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use crate::broker::bus::Bus;
 use crate::broker::idmap::IdHasher;
 use crate::broker::peer::Flush;
+use crate::transport::rxbuf::CHUNK_SIZE;
+
+use super::bufring::{self, BufRing};
 
 /// Slices per send: IOV_MAX (UIO_MAXIOV). More than epoll's flush puts in
 /// one sendmsg, as a peer gets one send per round here (epoll's flush
@@ -63,6 +94,10 @@ const KIND_POLL: u64 = 1;
 const KIND_WRITE: u64 = 2;
 /// A send; the value is its slot.
 const KIND_SEND: u64 = 3;
+/// A connection's receive; the value is its id.
+const KIND_RECV: u64 = 4;
+/// A connection's multishot readiness poll while the loop reads it itself; the value is its id.
+const KIND_RPOLL: u64 = 5;
 /// Tokens this close to usize::MAX (the loop's own fds and listeners)
 /// are stored as their distance from it.
 const HIGH_TOKENS: u64 = 1 << 20;
@@ -102,8 +137,50 @@ struct SendSlot {
     done: bool,
 }
 
+/// IORING_RECVSEND_POLL_FIRST: the receive is armed after a turn found
+/// the socket dry, so it waits for readiness before trying.
+const RECV_POLL_FIRST: u16 = 1;
+/// Control-message room: SCM_RIGHTS with 64 fds (as a plain recv takes).
+const CMSG_WORDS: usize = 34;
+
+/// What the loop learns at the next read step of a connection's turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RxEnd {
+    /// Nothing known: the loop reads the socket itself.
+    Open,
+    /// The last receive was short: the socket was dry, and a new receive
+    /// is armed when the turn ends.
+    Dry,
+    /// End of stream or an error.
+    Closed,
+}
+
+/// A connection's receive: its msghdr and control buffer (which the
+/// kernel writes until the completion), boxed so they never move.
+struct RxSlot {
+    msg: libc::msghdr,
+    iov: libc::iovec,
+    cmsg: [u64; CMSG_WORDS],
+    fd: RawFd,
+    /// Bytes the armed receive may bring.
+    asked: usize,
+    recv_armed: bool,
+    poll_armed: bool,
+    /// Bytes delivered since the connection's last turn began.
+    delivered: usize,
+    end: RxEnd,
+    /// The connection is gone; the slot waits for its receive's
+    /// completion.
+    closed: bool,
+}
+
 pub(super) struct Uring {
     ring: IoUring,
+    /// Provided buffers (after `ring`: dropped after it). None: the loop
+    /// does its own receives.
+    bufs: Option<BufRing>,
+    /// Connections whose receives go through the ring, by id.
+    rx: RxSlots,
     /// The watched fds by token, to re-arm a multishot poll that ended.
     regs: HashMap<u64, RawFd, BuildHasherDefault<IdHasher>>,
     /// Send slots; the first `n_sends` are in use.
@@ -126,6 +203,85 @@ pub(super) struct Uring {
     /// Polls to arm after a reap (kept to reuse their allocations).
     rearm: Vec<(RawFd, usize)>,
     writes: Vec<(RawFd, u64)>,
+    /// Connections' polls to arm again after a reap.
+    rpolls: Vec<squeue::Entry>,
+}
+
+impl RxSlot {
+    fn new(fd: RawFd) -> RxSlot {
+        RxSlot {
+            // SAFETY: an all-zero msghdr is a valid empty one.
+            msg: unsafe { std::mem::zeroed() },
+            iov: libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            },
+            cmsg: [0; CMSG_WORDS],
+            fd,
+            asked: 0,
+            recv_armed: false,
+            poll_armed: false,
+            delivered: 0,
+            end: RxEnd::Open,
+            closed: false,
+        }
+    }
+
+    /// The receive of at most `asked` bytes, from the buffer ring, with
+    /// room for fds; its memory is this (boxed) slot's.
+    fn entry(&mut self, user_data: u64) -> squeue::Entry {
+        self.iov.iov_base = std::ptr::null_mut();
+        self.iov.iov_len = self.asked;
+        self.msg.msg_name = std::ptr::null_mut();
+        self.msg.msg_namelen = 0;
+        self.msg.msg_iov = &mut self.iov;
+        self.msg.msg_iovlen = 1;
+        self.msg.msg_control = self.cmsg.as_mut_ptr().cast();
+        self.msg.msg_controllen = std::mem::size_of_val(&self.cmsg) as _;
+        self.msg.msg_flags = 0;
+        opcode::RecvMsg::new(types::Fd(self.fd), &mut self.msg)
+            .buf_group(bufring::GROUP)
+            .ioprio(RECV_POLL_FIRST)
+            .flags(libc::MSG_CMSG_CLOEXEC as u32)
+            .build()
+            .flags(squeue::Flags::BUFFER_SELECT)
+            .user_data(user_data)
+    }
+
+    /// Takes the fds the completed receive brought (the kernel wrote the
+    /// control messages and their length into this slot); true if some
+    /// did not fit (MSG_CTRUNC).
+    fn take_fds(&mut self, fds: &mut Vec<OwnedFd>) -> bool {
+        // size_t with glibc, socklen_t with musl.
+        #[allow(clippy::unnecessary_cast)]
+        let len = (self.msg.msg_controllen as usize).min(std::mem::size_of_val(&self.cmsg));
+        self.msg.msg_controllen = len as _;
+        self.msg.msg_control = self.cmsg.as_mut_ptr().cast();
+        // SAFETY: `msg` describes this slot's control buffer, of which the
+        // kernel filled the first `len` bytes with control messages (the
+        // completion was reaped, so nothing writes them now); the CMSG_*
+        // macros only step through those bytes, bounded by msg_controllen.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&self.msg);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                    let data = libc::CMSG_DATA(c);
+                    let bytes = ((*c).cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize);
+                    for i in 0..bytes / std::mem::size_of::<RawFd>() {
+                        let raw = std::ptr::read_unaligned(
+                            data.add(i * std::mem::size_of::<RawFd>()).cast::<RawFd>(),
+                        );
+                        // The kernel installed this descriptor for us with
+                        // this SCM_RIGHTS message; nothing else owns it.
+                        fds.push(OwnedFd::from_raw_fd(raw));
+                    }
+                }
+                c = libc::CMSG_NXTHDR(&self.msg, c);
+            }
+        }
+        self.msg.msg_controllen = 0;
+        self.msg.msg_flags & libc::MSG_CTRUNC != 0
+    }
 }
 
 fn sendmsg_flags(linked: bool) -> u32 {
@@ -140,13 +296,21 @@ impl Uring {
     /// Sets up a ring and checks that this kernel does what the backend
     /// relies on; an error says why not (the loop then uses epoll).
     pub fn new() -> Result<Uring, String> {
-        let ring = IoUring::builder()
+        let (ring, deferred) = match IoUring::builder()
             .setup_single_issuer()
             .setup_defer_taskrun()
             .setup_cqsize(ENTRIES * 2)
             .build(ENTRIES)
-            .or_else(|_| IoUring::builder().setup_cqsize(ENTRIES * 2).build(ENTRIES))
-            .map_err(|e| format!("io_uring_setup: {e}"))?;
+        {
+            Ok(r) => (r, true),
+            Err(_) => (
+                IoUring::builder()
+                    .setup_cqsize(ENTRIES * 2)
+                    .build(ENTRIES)
+                    .map_err(|e| format!("io_uring_setup: {e}"))?,
+                false,
+            ),
+        };
         if !ring.params().is_feature_ext_arg() || !ring.params().is_feature_nodrop() {
             return Err("the kernel's io_uring lacks EXT_ARG or NODROP".into());
         }
@@ -164,8 +328,13 @@ impl Uring {
                 return Err(format!("io_uring opcode {op} is not supported"));
             }
         }
+        let recv_ok = deferred
+            && probe.is_supported(opcode::RecvMsg::CODE)
+            && !matches!(std::env::var("BUSBAR_URING_RECV").as_deref(), Ok("off"));
         let mut u = Uring {
             ring,
+            bufs: None,
+            rx: HashMap::default(),
             regs: HashMap::default(),
             slots: Vec::new(),
             n_sends: 0,
@@ -176,10 +345,82 @@ impl Uring {
             stash: Vec::new(),
             rearm: Vec::new(),
             writes: Vec::new(),
+            rpolls: Vec::new(),
         };
         u.probe_multishot()?;
         u.linked = u.probe_links().unwrap_or(false);
+        if recv_ok {
+            if let Ok(b) = BufRing::new(&u.ring) {
+                u.bufs = Some(b);
+                if !u.probe_recv().unwrap_or(false) {
+                    u.bufs = None;
+                }
+            }
+        }
         Ok(u)
+    }
+
+    /// Whether the receives go through the ring.
+    pub fn ring_receives(&self) -> bool {
+        self.bufs.is_some()
+    }
+
+    /// Whether a receive from the buffer ring waits for data on a
+    /// non-blocking socket, then brings the bytes and an SCM_RIGHTS fd
+    /// (close-on-exec).
+    fn probe_recv(&mut self) -> io::Result<bool> {
+        use std::os::unix::net::UnixStream;
+        let (a, b) = UnixStream::pair()?;
+        b.set_nonblocking(true)?;
+        // Leaked (once, a few hundred bytes): the kernel may write its
+        // msghdr until the receive completes, which an early return here
+        // would not wait for.
+        let slot: &'static mut RxSlot = Box::leak(Box::new(RxSlot::new(b.as_raw_fd())));
+        slot.asked = 64;
+        let e = slot.entry(1);
+        self.push(&e);
+        let ts = types::Timespec::new();
+        let _ = self
+            .ring
+            .submitter()
+            .submit_with_args(1, &types::SubmitArgs::new().timespec(&ts));
+        let early: Vec<(i32, u32)> = self
+            .ring
+            .completion()
+            .map(|c| (c.result(), c.flags()))
+            .collect();
+        let waited = early.is_empty();
+        let fd_sent = a.as_raw_fd();
+        nix::sys::socket::sendmsg::<()>(
+            a.as_raw_fd(),
+            &[std::io::IoSlice::new(b"hello")],
+            &[nix::sys::socket::ControlMessage::ScmRights(&[fd_sent])],
+            nix::sys::socket::MsgFlags::empty(),
+            None,
+        )?;
+        let mut got = early;
+        while got.is_empty() {
+            self.ring.submit_and_wait(1)?;
+            got.extend(self.ring.completion().map(|c| (c.result(), c.flags())));
+        }
+        let (res, flags) = got[0];
+        let Some(bid) = cqueue::buffer_select(flags) else {
+            return Ok(false);
+        };
+        let bytes_ok = res == 5
+            && self
+                .bufs
+                .as_ref()
+                .is_some_and(|r| r.data(bid, 5) == b"hello");
+        if let Some(r) = &mut self.bufs {
+            r.recycle(bid);
+        }
+        let mut fds = Vec::new();
+        let ctrunc = slot.take_fds(&mut fds);
+        let cloexec = fds.len() == 1
+            && nix::fcntl::fcntl(fds[0].as_raw_fd(), nix::fcntl::FcntlArg::F_GETFD)
+                .is_ok_and(|f| f & libc::FD_CLOEXEC != 0);
+        Ok(waited && bytes_ok && !ctrunc && cloexec)
     }
 
     /// A multishot poll posts a completion per arrival, and goes on.
@@ -304,10 +545,164 @@ impl Uring {
         self.push(&e);
     }
 
+    /// Watches connection `id`'s socket: with ring receives, a receive
+    /// (`fresh`: nothing read from it yet) or nothing (a turn follows,
+    /// whose end arms one); otherwise a multishot poll, as any fd.
+    pub fn register_peer(&mut self, fd: RawFd, id: u64, fresh: bool) -> io::Result<()> {
+        if self.bufs.is_none() {
+            return self.register(fd, id as usize);
+        }
+        self.regs.insert(id, fd);
+        let mut slot = Box::new(RxSlot::new(fd));
+        if fresh {
+            slot.asked = bufring::SIZE;
+            slot.recv_armed = true;
+            let e = slot.entry(encode(KIND_RECV, id as usize));
+            self.rx.insert(id, slot);
+            self.push(&e);
+        } else {
+            self.rx.insert(id, slot);
+        }
+        Ok(())
+    }
+
+    /// Connection `id`'s turn ended with nothing more to read for now:
+    /// arms its receive when the loop would next read it anyway, else a
+    /// multishot poll (see the module).
+    pub fn turn_drained(&mut self, bus: &Bus, id: u64) {
+        let Some(slot) = self.rx.get_mut(&id) else {
+            return;
+        };
+        if slot.recv_armed {
+            return;
+        }
+        let Some(p) = bus.peer(id) else {
+            return;
+        };
+        if p.closing {
+            return;
+        }
+        let plain = p.large_rx.is_none()
+            && p.splice_in.is_none()
+            && !p.splice_wait
+            && !bus.awaits_userdb(id);
+        let room = CHUNK_SIZE.saturating_sub(p.inbuf.len()).min(bufring::SIZE);
+        if plain && room > 0 {
+            let cancel = std::mem::take(&mut slot.poll_armed);
+            slot.asked = room;
+            slot.recv_armed = true;
+            let e = slot.entry(encode(KIND_RECV, id as usize));
+            if cancel {
+                // Its last completions may still come: a spare turn.
+                let c = opcode::AsyncCancel::new(encode(KIND_RPOLL, id as usize))
+                    .build()
+                    .user_data(encode(KIND_IGNORE, 0));
+                self.push(&c);
+            }
+            self.push(&e);
+        } else if !slot.poll_armed {
+            slot.poll_armed = true;
+            let e = rpoll(slot.fd, id);
+            self.push(&e);
+        }
+    }
+
+    /// Bytes the ring delivered to `id` since its last turn began.
+    pub fn take_delivered(&mut self, id: u64) -> usize {
+        self.rx
+            .get_mut(&id)
+            .map_or(0, |s| std::mem::take(&mut s.delivered))
+    }
+
+    /// What the last receive said about the socket, forgotten once told.
+    pub fn rx_end(&mut self, id: u64) -> RxEnd {
+        self.rx
+            .get_mut(&id)
+            .map_or(RxEnd::Open, |s| std::mem::replace(&mut s.end, RxEnd::Open))
+    }
+
+    /// The loop is about to work on connection `id` outside the turn the
+    /// receive's completion gives: a receive in flight is cancelled and
+    /// its completion awaited (what it brought is then in the receive
+    /// chunk), so the loop's own reads and splices cannot be overtaken.
+    pub fn reclaim(&mut self, bus: &mut Bus, id: u64) {
+        if !self.rx.get(&id).is_some_and(|s| s.recv_armed) {
+            return;
+        }
+        self.reclaim_all(bus, &[id]);
+    }
+
+    /// Before a re-exec: every receive in flight is taken back (its bytes
+    /// land in the receive chunks the state saves) and replaced by a
+    /// multishot poll, which takes nothing from the socket.
+    pub fn quiesce(&mut self, bus: &mut Bus) {
+        let ids: Vec<u64> = self
+            .rx
+            .iter()
+            .filter(|(_, s)| s.recv_armed && !s.closed)
+            .map(|(&id, _)| id)
+            .collect();
+        self.reclaim_all(bus, &ids);
+        for id in ids {
+            if let Some(slot) = self.rx.get_mut(&id) {
+                if !slot.closed && !slot.poll_armed && !slot.recv_armed {
+                    slot.poll_armed = true;
+                    let e = rpoll(slot.fd, id);
+                    self.push(&e);
+                }
+            }
+        }
+        let _ = self.ring.submit();
+    }
+
+    fn reclaim_all(&mut self, bus: &mut Bus, ids: &[u64]) {
+        // The sends go first (their completions are counted by `enter`).
+        self.settle(bus);
+        let mut events = std::mem::take(&mut self.stash);
+        self.reap(bus, &mut events);
+        for &id in ids {
+            if self.rx.get(&id).is_some_and(|s| s.recv_armed) {
+                let e = opcode::AsyncCancel::new(encode(KIND_RECV, id as usize))
+                    .build()
+                    .user_data(encode(KIND_IGNORE, 0));
+                self.push(&e);
+            }
+        }
+        while ids
+            .iter()
+            .any(|id| self.rx.get(id).is_some_and(|s| s.recv_armed))
+        {
+            if self.ring.submit_and_wait(1).is_err() {
+                break;
+            }
+            self.reap(bus, &mut events);
+        }
+        self.stash = events;
+    }
+
     /// Cancels the polls of `token` (they hold the file open), now: the fd
     /// is closed next, and its number may come back for another socket.
     pub fn deregister(&mut self, token: usize) {
         if self.regs.remove(&(token as u64)).is_none() {
+            return;
+        }
+        if let Some(slot) = self.rx.get_mut(&(token as u64)) {
+            let (recv, poll) = (slot.recv_armed, slot.poll_armed);
+            if recv {
+                // Its memory stays until the completion says so.
+                slot.closed = true;
+            } else {
+                self.rx.remove(&(token as u64));
+            }
+            for (armed, kind) in [(recv, KIND_RECV), (poll, KIND_RPOLL), (true, KIND_WRITE)] {
+                if armed {
+                    let e = opcode::AsyncCancel::new(encode(kind, token))
+                        .build()
+                        .user_data(encode(KIND_IGNORE, 0));
+                    self.push(&e);
+                }
+            }
+            let _ = self.ring.submit();
             return;
         }
         for kind in [KIND_POLL, KIND_WRITE] {
@@ -517,6 +912,7 @@ impl Uring {
     fn reap(&mut self, bus: &mut Bus, events: &mut Vec<Event>) {
         let mut rearm = std::mem::take(&mut self.rearm);
         let mut writes = std::mem::take(&mut self.writes);
+        let mut rpolls = std::mem::take(&mut self.rpolls);
         for c in self.ring.completion() {
             let (kind, token) = decode(c.user_data());
             let res = c.result();
@@ -585,12 +981,52 @@ impl Uring {
                         bus.mark_dirty(id);
                     }
                 }
+                KIND_RPOLL => {
+                    let id = token as u64;
+                    let Some(slot) = self.rx.get_mut(&id) else {
+                        continue;
+                    };
+                    if res == -libc::ECANCELED {
+                        // The end of one that was cancelled (already
+                        // counted as not armed).
+                        continue;
+                    }
+                    if !cqueue::more(c.flags()) && slot.poll_armed && !slot.recv_armed {
+                        // It ended (an error, an overflow): watch again.
+                        let e = rpoll(slot.fd, id);
+                        rpolls.push(e);
+                    }
+                    if res < 0 {
+                        continue;
+                    }
+                    let m = res as i16;
+                    events.push(Event {
+                        token,
+                        readable: m & (libc::POLLIN | libc::POLLPRI) != 0,
+                        writable: false,
+                        read_closed: m & (libc::POLLRDHUP | libc::POLLHUP) != 0,
+                        error: m & libc::POLLERR != 0,
+                    });
+                }
+                KIND_RECV => received(
+                    &mut self.rx,
+                    &mut self.bufs,
+                    bus,
+                    events,
+                    token,
+                    res,
+                    c.flags(),
+                ),
                 _ => {}
             }
         }
         for &(fd, token) in &rearm {
             self.arm(fd, token);
         }
+        for e in rpolls.drain(..) {
+            self.push(&e);
+        }
+        self.rpolls = rpolls;
         for &(fd, id) in &writes {
             self.want_write(fd, id);
         }
@@ -599,6 +1035,123 @@ impl Uring {
         self.rearm = rearm;
         self.writes = writes;
     }
+}
+
+/// A connection's multishot readiness poll (while the loop reads it
+/// itself: a large message, a spliced body, a wait).
+fn rpoll(fd: RawFd, id: u64) -> squeue::Entry {
+    opcode::PollAdd::new(types::Fd(fd), POLL_IN)
+        .multi(true)
+        .build()
+        .user_data(encode(KIND_RPOLL, id as usize))
+}
+
+type RxSlots = HashMap<u64, Box<RxSlot>, BuildHasherDefault<IdHasher>>;
+
+/// A receive of connection `token` completed with `res`: its bytes go to
+/// the connection's receive chunk, its fds to the connection's, and the
+/// loop is told it is readable.
+fn received(
+    rx: &mut RxSlots,
+    bufs: &mut Option<BufRing>,
+    bus: &mut Bus,
+    events: &mut Vec<Event>,
+    token: usize,
+    res: i32,
+    flags: u32,
+) {
+    let id = token as u64;
+    let bid = cqueue::buffer_select(flags);
+    let Some(slot) = rx.get_mut(&id) else {
+        if let (Some(b), Some(r)) = (bid, bufs.as_mut()) {
+            r.recycle(b);
+        }
+        return;
+    };
+    slot.recv_armed = false;
+    let mut fds = Vec::new();
+    let ctrunc = res >= 0 && slot.take_fds(&mut fds);
+    if slot.closed {
+        rx.remove(&id);
+        if let (Some(b), Some(r)) = (bid, bufs.as_mut()) {
+            r.recycle(b);
+        }
+        return;
+    }
+    let asked = slot.asked;
+    let mut ev = Event {
+        token,
+        readable: true,
+        ..Event::default()
+    };
+    if res < 0 {
+        match -res {
+            // Taken back (see `reclaim`): nothing was read.
+            libc::ECANCELED => return,
+            // No buffer left, or interrupted: the loop reads itself.
+            libc::ENOBUFS | libc::EAGAIN | libc::EINTR => {}
+            _ => {
+                slot.end = RxEnd::Closed;
+                ev.error = true;
+            }
+        }
+        events.push(ev);
+        return;
+    }
+    let n = res as usize;
+    if n == 0 {
+        slot.end = RxEnd::Closed;
+        ev.read_closed = true;
+        events.push(ev);
+        if let (Some(b), Some(r)) = (bid, bufs.as_mut()) {
+            r.recycle(b);
+        }
+        return;
+    }
+    let Some(b) = bid else {
+        slot.end = RxEnd::Closed;
+        events.push(ev);
+        return;
+    };
+    let Some(ring) = bufs.as_mut() else {
+        return;
+    };
+    let data = ring.data(b, n);
+    let mut lost = ctrunc || data.len() < n;
+    match bus.peer_mut(id) {
+        Some(p) if !lost && !p.closing && p.large_rx.is_none() && p.splice_in.is_none() => {
+            let mut off = 0;
+            while off < data.len() {
+                let got = p.inbuf.fill(data.len() - off, |buf| {
+                    let k = buf.len();
+                    buf.copy_from_slice(&data[off..off + k]);
+                    Ok::<usize, ()>(k)
+                });
+                match got {
+                    Ok(k) if k > 0 => off += k,
+                    _ => break,
+                }
+            }
+            // Never: a receive asks for no more than the chunk holds.
+            lost |= off < data.len();
+            let had_fds = !fds.is_empty();
+            p.in_fds.extend(fds);
+            slot.delivered += n;
+            if n < asked && !had_fds {
+                slot.end = RxEnd::Dry;
+            }
+        }
+        Some(p) if !p.closing => lost = true,
+        _ => {}
+    }
+    ring.recycle(b);
+    if lost {
+        // Too many fds in one read (as a plain recvmsg's MSG_CTRUNC),
+        // or bytes that had nowhere to go: the stream cannot go on.
+        slot.end = RxEnd::Closed;
+        ev.error = true;
+    }
+    events.push(ev);
 }
 
 #[cfg(test)]
@@ -616,7 +1169,7 @@ mod tests {
             usize::MAX - 4096,
             usize::MAX - 5000,
         ] {
-            for kind in [KIND_POLL, KIND_WRITE, KIND_SEND] {
+            for kind in [KIND_POLL, KIND_WRITE, KIND_SEND, KIND_RECV, KIND_RPOLL] {
                 assert_eq!(decode(encode(kind, t)), (kind, t), "token {t:#x}");
             }
         }
@@ -635,6 +1188,7 @@ mod tests {
             Ok(u) => {
                 assert!(!disabled, "io_uring is disabled, yet the probe passed");
                 eprintln!("sends and wait in one io_uring_enter: {}", u.linked);
+                eprintln!("receives through the ring: {}", u.ring_receives());
             }
             Err(e) => assert!(
                 disabled || std::env::var_os("CI").is_none(),

@@ -161,3 +161,120 @@ fn refused_io_uring_falls_back_to_epoll() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// recvmsg calls the daemon `pid` makes while `work` runs, counted by
+/// strace; None where strace is missing or may not attach.
+fn recvmsg_calls(pid: u32, work: impl FnOnce()) -> Option<u64> {
+    let out =
+        std::env::temp_dir().join(format!("busbar-itest-strace-{}-{pid}", std::process::id()));
+    let mut st = Command::new("strace")
+        .args(["-f", "-c", "-e", "trace=recvmsg", "-o"])
+        .arg(&out)
+        .arg("-p")
+        .arg(pid.to_string())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    // strace says "Process N attached" on stderr once it is.
+    let mut err = st.stderr.take()?;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains("attached") {
+        match std::io::Read::read(&mut err, &mut buf) {
+            Ok(0) | Err(_) => {
+                let _ = st.wait();
+                return None;
+            }
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    work();
+    // strace prints its summary when interrupted.
+    let _ = Command::new("kill")
+        .args(["-INT", &st.id().to_string()])
+        .status();
+    let _ = st.wait();
+    let text = std::fs::read_to_string(&out).ok()?;
+    let _ = std::fs::remove_file(&out);
+    let calls = text
+        .lines()
+        .find(|l| l.trim_end().ends_with("recvmsg"))
+        .map(|l| {
+            // % time, seconds, usecs/call, calls, [errors,] syscall
+            l.split_whitespace().nth(3).and_then(|c| c.parse().ok())
+        });
+    match calls {
+        Some(c) => c,
+        // No line: not one recvmsg.
+        None if text.contains("total") || text.trim().is_empty() => Some(0),
+        None => None,
+    }
+}
+
+/// `n` calls from one client to another and their replies.
+fn ping_pong(a: &mut Client, b: &mut Client, n: usize) {
+    let b_name = b.unique_name.clone();
+    for _ in 0..n {
+        let serial = a.call(
+            Some(&b_name),
+            "/x",
+            Some("org.example.Io"),
+            "Ping",
+            "",
+            vec![],
+        );
+        let call = next_from_peer(b);
+        b.send(
+            MsgBuilder::new(METHOD_RETURN, 0)
+                .field_u32(F_REPLY_SERIAL, call.serial)
+                .field_str(F_DESTINATION, 's', &a.unique_name),
+        );
+        let reply = a.wait_reply(serial);
+        assert_eq!(reply.msg_type, METHOD_RETURN, "{reply:?}");
+    }
+}
+
+/// With io_uring the receives come from the ring: a call and its reply
+/// cost the daemon no recvmsg (with epoll, one per message). Counted with
+/// strace; skipped where it cannot attach, or where the kernel offers no
+/// ring receives (the daemon says so, and receives as with epoll).
+#[test]
+fn uring_receives_need_no_recvmsg_per_message() {
+    if is_reference_daemon() {
+        eprintln!("skipped: busbar only, dbus-daemon has no io_uring backend");
+        return;
+    }
+    if std::env::var("BUSBAR_URING_RECV").as_deref() == Ok("off") {
+        eprintln!("skipped: BUSBAR_URING_RECV=off");
+        return;
+    }
+    const CALLS: usize = 200;
+    let mut counts = Vec::new();
+    for backend in ["uring", "epoll"] {
+        let env = [("BUSBAR_IO_BACKEND", OsStr::new(backend))];
+        let bus = Bus::start_daemon_logging_env(env!("CARGO_BIN_EXE_busbar"), "", &env);
+        let mut a = Client::connect_fds(&bus);
+        let mut b = Client::connect_fds(&bus);
+        ping_pong(&mut a, &mut b, 5);
+        let log = bus.stderr_log();
+        if backend == "uring"
+            && (log.contains("not available")
+                || !poll_fds(bus.pid()).contains(&"anon_inode:[io_uring]".to_string()))
+        {
+            eprintln!("skipped: no io_uring receives here: {log}");
+            return;
+        }
+        let Some(n) = recvmsg_calls(bus.pid(), || ping_pong(&mut a, &mut b, CALLS)) else {
+            eprintln!("skipped: strace cannot attach to the daemon");
+            return;
+        };
+        eprintln!("{backend}: {n} recvmsg for {CALLS} calls and replies");
+        counts.push(n);
+    }
+    // 2 * CALLS messages: epoll reads each with one recvmsg.
+    assert!(
+        counts[1] >= CALLS as u64,
+        "strace counted too few: {counts:?}"
+    );
+    assert!(counts[0] < CALLS as u64 / 10, "uring: {counts:?}");
+}
