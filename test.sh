@@ -47,11 +47,12 @@ stage_deps() {
     # dbus-run-session; python3-dbus/python3-gi: helper services;
     # libglib2.0-bin: gdbus; systemd: busctl; dbus-broker: second reference;
     # mandoc: tests/integration/man_options.rs lints the man pages; python3-seccomp:
-    # tests/integration/io_backend.rs refuses io_uring_setup to a daemon.
+    # tests/integration/io_backend.rs refuses io_uring_setup to a daemon;
+    # strace: io_backend counts the daemon's recvmsg calls under io_uring.
     # vm stage: debootstrap (+ keyring) for the guest root, e2fsprogs for
     # mkfs.ext4 -d, qemu-system-x86 to boot it, util-linux for unshare/flock.
     ensure_packages dbus-tests dbus-daemon dbus-bin python3 python3-dbus python3-gi \
-        libglib2.0-bin systemd dbus-broker util-linux coreutils mandoc python3-seccomp \
+        libglib2.0-bin systemd dbus-broker util-linux coreutils mandoc python3-seccomp strace \
         debootstrap debian-archive-keyring e2fsprogs qemu-system-x86
     command -v cargo >/dev/null 2>&1 || die "cargo not found (install a Rust toolchain with rustup)"
     if command -v rustup >/dev/null 2>&1; then

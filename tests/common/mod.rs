@@ -50,6 +50,25 @@ pub fn daemon_path() -> String {
     }
 }
 
+/// Spawns `cmd`, again while exec fails with ETXTBSY. The tests share one
+/// process, and a test that has just written a binary (the re-exec tests
+/// copy busbar) races with other threads' forks: until such a child execs,
+/// it holds a copy of the written file's descriptor, and exec of that file
+/// fails meanwhile.
+pub fn spawn_retrying(cmd: &mut Command) -> io::Result<Child> {
+    const ETXTBSY: i32 = 26; // Linux
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(ETXTBSY) && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            r => return r,
+        }
+    }
+}
+
 /// A test whose prerequisite (root, a data file, /usr/bin/dbus-daemon, a
 /// program) is missing calls this and returns. Outside CI it says why on
 /// stderr (directly, so the harness's capture does not hide it) and the
@@ -227,18 +246,17 @@ impl Bus {
         } else {
             cmd.stderr(Stdio::inherit());
         }
-        let mut child = cmd
+        let cmd = cmd
             .arg(format!("--config-file={}", config.display()))
             .arg("--nofork")
             .arg("--nosyslog")
             .arg("--print-address=1")
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                let _ = fs::remove_dir_all(&dir);
-                panic!("spawn bus daemon {daemon}: {e}")
-            });
+            .stdout(Stdio::piped());
+        let mut child = spawn_retrying(cmd).unwrap_or_else(|e| {
+            let _ = fs::remove_dir_all(&dir);
+            panic!("spawn bus daemon {daemon}: {e}")
+        });
         let address = read_printed_address(&mut child).unwrap_or_else(|e| {
             let _ = fs::remove_dir_all(&dir);
             panic!("{e}")

@@ -81,9 +81,7 @@ impl Daemon {
     /// Spawns `cmd`, which must print the address on stdout
     /// (`--print-address=1`; stdout is piped here).
     pub fn spawn(mut cmd: Command) -> Daemon {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .spawn()
+        let mut child = crate::common::spawn_retrying(cmd.stdout(Stdio::piped()))
             .unwrap_or_else(|e| panic!("spawn {}: {e}", crate::common::daemon_path()));
         let address =
             crate::common::read_printed_address(&mut child).unwrap_or_else(|e| panic!("{e}"));
