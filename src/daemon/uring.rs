@@ -123,6 +123,18 @@ fn decode(user_data: u64) -> (u64, usize) {
     (kind, t as usize)
 }
 
+/// The readiness a poll completion's result (a poll mask) reports.
+fn poll_event(token: usize, res: i32) -> Event {
+    let m = res as i16;
+    Event {
+        token,
+        readable: m & (libc::POLLIN | libc::POLLPRI) != 0,
+        writable: false,
+        read_closed: m & (libc::POLLRDHUP | libc::POLLHUP) != 0,
+        error: m & libc::POLLERR != 0,
+    }
+}
+
 /// What the readiness polls ask for (POLLERR and POLLHUP always come).
 const POLL_IN: u32 = (libc::POLLIN | libc::POLLRDHUP) as u32;
 
@@ -927,14 +939,7 @@ impl Uring {
                     if res < 0 {
                         continue;
                     }
-                    let m = res as i16;
-                    events.push(Event {
-                        token,
-                        readable: m & (libc::POLLIN | libc::POLLPRI) != 0,
-                        writable: false,
-                        read_closed: m & (libc::POLLRDHUP | libc::POLLHUP) != 0,
-                        error: m & libc::POLLERR != 0,
-                    });
+                    events.push(poll_event(token, res));
                 }
                 KIND_WRITE => {
                     let id = token as u64;
@@ -999,14 +1004,7 @@ impl Uring {
                     if res < 0 {
                         continue;
                     }
-                    let m = res as i16;
-                    events.push(Event {
-                        token,
-                        readable: m & (libc::POLLIN | libc::POLLPRI) != 0,
-                        writable: false,
-                        read_closed: m & (libc::POLLRDHUP | libc::POLLHUP) != 0,
-                        error: m & libc::POLLERR != 0,
-                    });
+                    events.push(poll_event(token, res));
                 }
                 KIND_RECV => received(
                     &mut self.rx,
