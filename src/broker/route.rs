@@ -191,7 +191,8 @@ impl Bus {
     /// Peer methods sent without a destination are answered by the bus.
     fn handle_unaddressed_call(&mut self, sid: u64, inb: &Inbound) {
         let h = inb.header();
-        let iface = inb.view().interface();
+        let v = inb.view();
+        let iface = v.interface();
         if (iface.is_none() || iface == Some("org.freedesktop.DBus.Peer"))
             && self.upcalls().peer_method(self, sid, inb)
         {
@@ -202,8 +203,8 @@ impl Bus {
         }
         let text = format!(
             "Method \"{}\" with signature \"{}\" on interface \"{}\" doesn't exist\n",
-            inb.view().member().unwrap_or(""),
-            inb.view().signature().unwrap_or(""),
+            v.member().unwrap_or(""),
+            v.signature().unwrap_or(""),
             iface.unwrap_or("(null)")
         );
         self.send_error(sid, h, errors::UNKNOWN_METHOD, &text);

@@ -2,7 +2,7 @@
 //! unicast message ends with a byte array (its signature's last complete
 //! type is `ay`: `ay`, `say`, `a{sv}ay`, ...), the bus reads and validates
 //! the header, the values before the array and the array's length
-//! ([`Header::parse_prefix`]), routes the message on that, and then moves
+//! ([`Parsed::parse_prefix`]), routes the message on that, and then moves
 //! the array's contents from the sender's socket through a pipe into the
 //! recipient's socket with splice(2) (src/transport/splice.rs). Those
 //! contents need no validation, so nothing is skipped that the copying
@@ -75,7 +75,6 @@ use super::peer::{Charge, Inbound};
 use crate::transport::rxbuf::MsgBytes;
 use crate::transport::splice::Pipe;
 use crate::transport::stream::Stream;
-use crate::wire::header::Header;
 use crate::wire::parsed::Parsed;
 
 /// Messages this large or larger are spliced when they can be. Measured
@@ -369,11 +368,12 @@ impl Bus {
             return false;
         }
         let prefix = p.inbuf.data();
-        let Some((h, head_len)) = Header::parse_prefix(prefix, p.in_fds.len()) else {
+        let Some((parsed, head_len)) = Parsed::parse_prefix(prefix, p.in_fds.len()) else {
             return false;
         };
-        let Some(r) = h
-            .destination(prefix)
+        let Some(r) = parsed
+            .view()
+            .destination()
             .filter(|d| *d != DBUS_NAME)
             .and_then(|d| self.lookup(d))
             .filter(|&r| r != id)
@@ -382,12 +382,9 @@ impl Bus {
         };
         let read = prefix.len().min(total);
         let rest = total - head_len;
-        // The part kept in memory, parsed again where it is kept so that
-        // its header strings are read without checking them again (see
-        // `Parsed`); it is a few hundred bytes in front of a large body.
-        let Some((msg, _)) =
-            Parsed::parse_prefix(MsgBytes::Owned(prefix[..head_len].to_vec()), p.in_fds.len())
-        else {
+        // The part kept in memory: a few hundred bytes in front of a
+        // large body.
+        let Some(msg) = parsed.copied_prefix(head_len, |b| MsgBytes::Owned(b.to_vec())) else {
             return false;
         };
         let Some(pipe) = Pipe::take(rest) else {
@@ -416,7 +413,7 @@ impl Bus {
             return false;
         };
         p.inbuf.consume(read);
-        let n = h.unix_fds as usize;
+        let n = msg.header().unix_fds as usize;
         if n > max_fds || (n > 0 && !p.unix_fd) {
             self.protocol_violation(id, "too many or unexpected unix fds");
             return true;

@@ -275,8 +275,9 @@ pub(crate) fn check_privileged(bus: &Bus, c: &Call<'_>) -> Result<(), Denied> {
 pub fn handle(bus: &mut Bus, sid: u64, inb: &Inbound) -> bool {
     let h = inb.header();
     if h.msg_type == msg_type::SIGNAL {
-        if inb.view().interface() == Some("org.freedesktop.systemd1.Activator")
-            && inb.view().member() == Some("ActivationFailure")
+        let v = inb.view();
+        if v.interface() == Some("org.freedesktop.systemd1.Activator")
+            && v.member() == Some("ActivationFailure")
         {
             crate::activation::systemd_failure(bus, sid, inb);
         }

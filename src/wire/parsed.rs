@@ -33,6 +33,11 @@ pub unsafe trait StableBytes: std::ops::Deref<Target = [u8]> {}
 // would not change the contents if it did).
 unsafe impl StableBytes for Vec<u8> {}
 
+// SAFETY: a shared borrow of bytes: nothing can change them while it
+// lives (`[u8]` has no interior mutability), and deref returns the same
+// slice every time.
+unsafe impl StableBytes for &[u8] {}
+
 /// A message's bytes and its header, validated together.
 #[derive(Debug, Default)]
 pub struct Parsed<B> {
@@ -69,8 +74,8 @@ impl<B: StableBytes> Parsed<B> {
 
     /// The start of a message whose body ends with a byte array, as
     /// [`Header::parse_prefix`]: the header and the offset where the
-    /// unvalidated rest starts. `bytes` is kept as it is (the caller cuts
-    /// it to what it needs with [`Parsed::truncate_to`]).
+    /// unvalidated rest starts. `bytes` is kept as it is (the caller keeps
+    /// the part it needs with [`Parsed::copied_prefix`]).
     pub fn parse_prefix(bytes: B, n_fds: usize) -> Option<(Self, usize)> {
         let (header, head_len) = Header::parse_prefix(&bytes, n_fds)?;
         Some((
@@ -111,8 +116,22 @@ impl<B: StableBytes> Parsed<B> {
     /// a container holding a copy. None if the copy differs (so the header
     /// can never describe bytes it was not validated on).
     pub fn copied<C: StableBytes>(&self, make: impl FnOnce(&[u8]) -> C) -> Option<Parsed<C>> {
-        let bytes = make(&self.bytes);
-        if *bytes != *self.bytes {
+        self.copied_prefix(self.bytes.len(), make)
+    }
+
+    /// As [`Parsed::copied`], of the first `n` bytes only, which must hold
+    /// the whole header (every string field lies before `body_start`).
+    pub fn copied_prefix<C: StableBytes>(
+        &self,
+        n: usize,
+        make: impl FnOnce(&[u8]) -> C,
+    ) -> Option<Parsed<C>> {
+        let src = self
+            .bytes
+            .get(..n)
+            .filter(|_| n >= self.header.body_start)?;
+        let bytes = make(src);
+        if *bytes != *src {
             return None;
         }
         Some(Parsed {
@@ -253,6 +272,17 @@ mod tests {
                 v
             })
             .is_none());
+    }
+
+    #[test]
+    fn a_prefix_copy_must_hold_the_header() {
+        let bytes = call();
+        let p = Parsed::parse(&bytes[..], 0).unwrap();
+        let body_start = p.header().body_start;
+        let head = p.copied_prefix(body_start, |b| b.to_vec()).unwrap();
+        assert_eq!(head.view().member(), Some("Ping"));
+        assert!(p.copied_prefix(body_start - 1, |b| b.to_vec()).is_none());
+        assert!(p.copied_prefix(bytes.len() + 1, |b| b.to_vec()).is_none());
     }
 
     #[test]
