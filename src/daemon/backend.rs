@@ -70,8 +70,7 @@ impl Io {
         if choice() == Choice::Uring {
             match Uring::new() {
                 Ok(u) => {
-                    let off = matches!(std::env::var("BUSBAR_URING_RECV").as_deref(), Ok("off"));
-                    if !u.ring_receives() && !off {
+                    if !u.ring_receives() && super::uring::ring_receives_wanted() {
                         crate::log::warning(
                             "io_uring receives from a provided-buffer ring are not available \
                              (they need IORING_SETUP_DEFER_TASKRUN and IORING_REGISTER_PBUF_RING); \

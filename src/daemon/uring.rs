@@ -123,6 +123,12 @@ fn decode(user_data: u64) -> (u64, usize) {
     (kind, t as usize)
 }
 
+/// Whether receives may go through the buffer ring: not with
+/// `BUSBAR_URING_RECV=off` (for comparisons; see man/busbar.1).
+pub(super) fn ring_receives_wanted() -> bool {
+    !matches!(std::env::var("BUSBAR_URING_RECV").as_deref(), Ok("off"))
+}
+
 /// The readiness a poll completion's result (a poll mask) reports.
 fn poll_event(token: usize, res: i32) -> Event {
     let m = res as i16;
@@ -340,9 +346,8 @@ impl Uring {
                 return Err(format!("io_uring opcode {op} is not supported"));
             }
         }
-        let recv_ok = deferred
-            && probe.is_supported(opcode::RecvMsg::CODE)
-            && !matches!(std::env::var("BUSBAR_URING_RECV").as_deref(), Ok("off"));
+        let recv_ok =
+            deferred && probe.is_supported(opcode::RecvMsg::CODE) && ring_receives_wanted();
         let mut u = Uring {
             ring,
             bufs: None,
