@@ -378,6 +378,21 @@ impl ConnectionPolicy {
         self.receive_names
     }
 
+    /// Whether [`ConnectionPolicy::can_receive`] gives `other`'s verdict for
+    /// every message: both were built from the same compiled segments (by
+    /// identity, so two connections of one user compare equal) and start
+    /// from the same rule. A caller checking one message for many receivers
+    /// may then reuse a verdict instead of scanning again.
+    pub fn same_receive_rules(&self, other: &ConnectionPolicy) -> bool {
+        self.receive_from == other.receive_from
+            && self.segments.len() == other.segments.len()
+            && self
+                .segments
+                .iter()
+                .zip(&other.segments)
+                .all(|(a, b)| Arc::ptr_eq(a, b))
+    }
+
     /// Runs `matches` over the candidate rules of the index `pick` selects.
     fn scan(
         &self,

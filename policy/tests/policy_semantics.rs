@@ -582,3 +582,40 @@ fn selinux_root_relative_include() {
     );
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn same_receive_rules_means_same_receive_verdicts() {
+    let c = load(
+        r#"<policy context="default"><allow send_destination="*"/><allow receive_type="signal"/></policy>
+           <policy user="alice"><deny receive_interface="a.b"/></policy>
+           <policy group="staff"><deny receive_path="/" receive_member="M"/></policy>"#,
+    );
+    let p = &c.policy;
+    let alice1 = p.for_connection(Some(1000), &[], false);
+    let alice2 = p.for_connection(Some(1000), &[], false);
+    let bob = p.for_connection(Some(1001), &[], false);
+    let bob_staff = p.for_connection(Some(1001), &[50], false);
+    // Two connections of one user share their rules; other users or
+    // groups do not.
+    assert!(alice1.same_receive_rules(&alice2));
+    assert!(!alice1.same_receive_rules(&bob));
+    assert!(!bob.same_receive_rules(&bob_staff));
+    // And the verdicts the comparison stands for do differ.
+    let sig = MessageFacts {
+        msg_type: msg_type::SIGNAL,
+        path: Some("/"),
+        interface: Some("a.b"),
+        member: Some("M"),
+        ..Default::default()
+    };
+    assert!(!alice1.can_receive(&sig, &[":1.1"], false, false).allowed);
+    assert!(bob.can_receive(&sig, &[":1.1"], false, false).allowed);
+    assert!(!bob_staff.can_receive(&sig, &[":1.1"], false, false).allowed);
+    // A reload compiles new segments: an old connection's policy no
+    // longer compares equal to a new one's.
+    let again = load(
+        r#"<policy context="default"><allow send_destination="*"/><allow receive_type="signal"/></policy>"#,
+    );
+    let fresh = again.policy.for_connection(Some(1001), &[], false);
+    assert!(!bob.same_receive_rules(&fresh));
+}

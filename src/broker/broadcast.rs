@@ -3,7 +3,7 @@
 use super::bus::{Bus, DBUS_NAME};
 use super::matchrule::{Arg, MatchRule, MatchSubject};
 use super::peer::{OutMsg, PeerState};
-use super::security::View;
+use super::security::{CheckMemo, View};
 use crate::wire::header::Header;
 use crate::wire::marshal::Reader;
 use crate::wire::parsed::MsgRef;
@@ -207,8 +207,11 @@ impl Bus {
         }
         // Deliver in connection order so every run is the same.
         recipients.sort_unstable();
+        let mut memo = CheckMemo::new(&v);
         for &r in &recipients {
-            if let Err(d) = self.check_security(sender, addressed, Some(r), &v, None) {
+            if let Err(d) =
+                self.check_security_memo(sender, addressed, Some(r), &v, None, &mut memo)
+            {
                 if !self.monitors.is_empty() {
                     self.capture_error_reply(sender, v.h(), d.name, &d.text);
                 }

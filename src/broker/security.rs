@@ -2,7 +2,7 @@
 //! bus_context_check_security_policy): registration, reply tracking, send
 //! and receive policy, and the recipient's queue limits.
 
-use policy::MessageFacts;
+use policy::{MessageFacts, Verdict};
 
 use super::bus::{Bus, DBUS_NAME};
 use super::errors;
@@ -63,6 +63,54 @@ pub struct Denied {
     pub text: String,
 }
 
+/// A verdict kept for the next check of the same message: valid for the
+/// same sender, `requested_reply` and eavesdropping state, and (for a
+/// receive verdict) a receiver with the same receive rules.
+#[derive(Clone, Copy, Debug)]
+struct Kept {
+    sender: Option<u64>,
+    /// The receiver whose rules gave a receive verdict (unused for a send
+    /// verdict).
+    receiver: u64,
+    requested_reply: bool,
+    eavesdropping: bool,
+    verdict: Verdict,
+}
+
+impl Kept {
+    fn applies(&self, sender: Option<u64>, requested_reply: bool, eavesdropping: bool) -> bool {
+        self.sender == sender
+            && self.requested_reply == requested_reply
+            && self.eavesdropping == eavesdropping
+    }
+}
+
+/// What the checks of one message for many receivers share (a broadcast,
+/// see [`Bus::check_security_memo`]): its policy facts, read once, and the
+/// last send and receive verdicts. A send verdict is reused only when the
+/// sender's rules ignore the receiver's names; a receive verdict only for a
+/// receiver whose rules are the same compiled rules
+/// ([`policy::ConnectionPolicy::same_receive_rules`]). Everything else the
+/// check looks at (registration, MAC, queue limits, quotas, log="true"
+/// rules) is still decided per receiver, so the outcome is the one a fresh
+/// check gives.
+pub struct CheckMemo<'a> {
+    facts: MessageFacts<'a>,
+    send: Option<Kept>,
+    receive: Option<Kept>,
+}
+
+impl<'a> CheckMemo<'a> {
+    /// A memo for checks of `v` (and only `v`).
+    pub fn new(v: &View<'a>) -> Self {
+        CheckMemo {
+            facts: v.facts(),
+            send: None,
+            receive: None,
+        }
+    }
+}
+
 /// The name of a message type as dbus-daemon prints it.
 pub fn type_name(t: u8) -> &'static str {
     match t {
@@ -111,6 +159,90 @@ impl Bus {
                 .unwrap_or_default(),
             None => vec![std::rc::Rc::from(DBUS_NAME)],
         }
+    }
+
+    /// `sender`'s send policy verdict on `memo`'s message to `proposed`
+    /// (None: the driver, or with `activation_name` a service not running
+    /// yet); None for an unknown sender.
+    fn send_verdict(
+        &self,
+        sender: u64,
+        proposed: Option<u64>,
+        activation_name: Option<&str>,
+        requested_reply: bool,
+        eavesdropping: bool,
+        memo: &mut CheckMemo<'_>,
+    ) -> Option<Verdict> {
+        let p = self.peers.get(&sender)?;
+        // Names are collected only for a policy that looks at them; without
+        // them the verdict is the same for every receiver.
+        if !p.policy.send_needs_names() {
+            if let Some(k) = memo.send {
+                if k.applies(Some(sender), requested_reply, eavesdropping) {
+                    return Some(k.verdict);
+                }
+            }
+            let verdict = p
+                .policy
+                .can_send(&memo.facts, &[], requested_reply, eavesdropping);
+            memo.send = Some(Kept {
+                sender: Some(sender),
+                receiver: 0,
+                requested_reply,
+                eavesdropping,
+                verdict,
+            });
+            return Some(verdict);
+        }
+        let receiver_names: Vec<std::rc::Rc<str>> = match (proposed, activation_name) {
+            (None, Some(n)) => vec![std::rc::Rc::from(n)],
+            _ => self.policy_names(proposed),
+        };
+        let names: Vec<&str> = receiver_names.iter().map(|n| &**n).collect();
+        Some(
+            p.policy
+                .can_send(&memo.facts, &names, requested_reply, eavesdropping),
+        )
+    }
+
+    /// `receiver`'s receive policy verdict on `memo`'s message from
+    /// `sender` (None: the driver); None for an unknown receiver.
+    fn receive_verdict(
+        &self,
+        sender: Option<u64>,
+        receiver: u64,
+        requested_reply: bool,
+        eavesdropping: bool,
+        memo: &mut CheckMemo<'_>,
+    ) -> Option<Verdict> {
+        let p = self.peers.get(&receiver)?;
+        if let Some(k) = memo.receive {
+            let same = k.applies(sender, requested_reply, eavesdropping)
+                && self
+                    .peers
+                    .get(&k.receiver)
+                    .is_some_and(|q| q.policy.same_receive_rules(&p.policy));
+            if same {
+                return Some(k.verdict);
+            }
+        }
+        let sender_names = if p.policy.receive_needs_names() {
+            self.policy_names(sender)
+        } else {
+            Vec::new()
+        };
+        let names: Vec<&str> = sender_names.iter().map(|n| &**n).collect();
+        let verdict = p
+            .policy
+            .can_receive(&memo.facts, &names, requested_reply, eavesdropping);
+        memo.receive = Some(Kept {
+            sender,
+            receiver,
+            requested_reply,
+            eavesdropping,
+            verdict,
+        });
+        Some(verdict)
     }
 
     /// dbus-daemon's "complain_about_message" text.
@@ -163,6 +295,21 @@ impl Bus {
         v: &View<'_>,
         activation_name: Option<&str>,
     ) -> Result<(), Denied> {
+        let mut memo = CheckMemo::new(v);
+        self.check_security_memo(sender, addressed, proposed, v, activation_name, &mut memo)
+    }
+
+    /// [`Bus::check_security`] sharing `memo` with the other checks of `v`
+    /// (one memo per message: it holds `v`'s facts).
+    pub fn check_security_memo(
+        &mut self,
+        sender: Option<u64>,
+        addressed: Option<u64>,
+        proposed: Option<u64>,
+        v: &View<'_>,
+        activation_name: Option<&str>,
+        memo: &mut CheckMemo<'_>,
+    ) -> Result<(), Denied> {
         let h = v.h();
         // Receiving a copy of a message addressed to someone else.
         let not_addressee = addressed != proposed;
@@ -200,23 +347,15 @@ impl Bus {
             requested_reply = true;
         }
 
-        let facts = v.facts();
         if let Some(s) = sender {
-            // Names are collected only for a policy that looks at them.
-            let needs_names = self
-                .peers
-                .get(&s)
-                .is_some_and(|p| p.policy.send_needs_names());
-            let receiver_names: Vec<std::rc::Rc<str>> = match (proposed, activation_name) {
-                _ if !needs_names => Vec::new(),
-                (None, Some(n)) => vec![std::rc::Rc::from(n)],
-                _ => self.policy_names(proposed),
-            };
-            let names: Vec<&str> = receiver_names.iter().map(|n| &**n).collect();
-            let verdict = self.peers.get(&s).map(|p| {
-                p.policy
-                    .can_send(&facts, &names, requested_reply, eavesdropping)
-            });
+            let verdict = self.send_verdict(
+                s,
+                proposed,
+                activation_name,
+                requested_reply,
+                eavesdropping,
+                memo,
+            );
             if let Some(verdict) = verdict {
                 if !verdict.allowed {
                     return Err(self.complaint(
@@ -254,20 +393,7 @@ impl Bus {
                 p.is_active() || matches!(p.state, super::peer::PeerState::Monitor)
             });
             if active {
-                let needs_names = self
-                    .peers
-                    .get(&r)
-                    .is_some_and(|p| p.policy.receive_needs_names());
-                let sender_names = if needs_names {
-                    self.policy_names(sender)
-                } else {
-                    Vec::new()
-                };
-                let names: Vec<&str> = sender_names.iter().map(|n| &**n).collect();
-                let verdict = self.peers.get(&r).map(|p| {
-                    p.policy
-                        .can_receive(&facts, &names, requested_reply, eavesdropping)
-                });
+                let verdict = self.receive_verdict(sender, r, requested_reply, eavesdropping, memo);
                 if let Some(verdict) = verdict {
                     if !verdict.allowed {
                         return Err(self.complaint(
