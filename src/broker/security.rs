@@ -6,6 +6,7 @@ use policy::{MessageFacts, Verdict};
 
 use super::bus::{Bus, DBUS_NAME};
 use super::errors;
+use super::peer::Peer;
 use super::replies::ExpectError;
 use crate::wire::header::{msg_type, Header};
 use crate::wire::parsed::MsgRef;
@@ -124,27 +125,18 @@ pub fn type_name(t: u8) -> &'static str {
 
 impl Bus {
     /// Per-user accounting (see [`super::quota`]): whether a copy of `v`
-    /// from `sender` may be queued at `receiver`. A sender refused by its
-    /// own user's share pauses (back-pressure); one refused by another
-    /// user's share does not, so nobody can stall a sender by not reading.
-    fn quota_admits(&mut self, sender: u64, receiver: u64, v: &View<'_>) -> bool {
-        let Some(actor) = self.peers.get(&sender).map(|p| p.account.uid) else {
-            return true;
-        };
-        let Some(r) = self.peers.get(&receiver) else {
-            return true;
-        };
+    /// from `sp` may be queued at `rp`. None: it may. Some(pause): it may
+    /// not, and the sender pauses (back-pressure) when its own user's share
+    /// refused it; one refused by another user's share does not, so nobody
+    /// can stall a sender by not reading.
+    fn quota_refuses(sp: &Peer, rp: &Peer, v: &View<'_>) -> Option<bool> {
+        let actor = sp.account.uid;
         let bytes = v.msg_len() as u64;
         let fds = u64::from(v.h().unix_fds);
-        if r.account.admits(actor, bytes, fds) {
-            return true;
+        if rp.account.admits(actor, bytes, fds) {
+            return None;
         }
-        if r.account.uid == actor {
-            if let Some(p) = self.peers.get_mut(&sender) {
-                p.quota_pause = Some(std::time::Instant::now() + super::quota::PAUSE);
-            }
-        }
-        false
+        Some(rp.account.uid == actor)
     }
 
     /// The names policy rules match a connection by: its unique name and
@@ -161,25 +153,26 @@ impl Bus {
         }
     }
 
-    /// `sender`'s send policy verdict on `memo`'s message to `proposed`
-    /// (None: the driver, or with `activation_name` a service not running
-    /// yet); None for an unknown sender.
+    /// `sender`'s (`p`'s) send policy verdict on `memo`'s message to
+    /// `proposed` (None: the driver, or with `activation_name` a service not
+    /// running yet).
+    #[allow(clippy::too_many_arguments)]
     fn send_verdict(
         &self,
         sender: u64,
+        p: &Peer,
         proposed: Option<u64>,
         activation_name: Option<&str>,
         requested_reply: bool,
         eavesdropping: bool,
         memo: &mut CheckMemo<'_>,
-    ) -> Option<Verdict> {
-        let p = self.peers.get(&sender)?;
+    ) -> Verdict {
         // Names are collected only for a policy that looks at them; without
         // them the verdict is the same for every receiver.
         if !p.policy.send_needs_names() {
             if let Some(k) = memo.send {
                 if k.applies(Some(sender), requested_reply, eavesdropping) {
-                    return Some(k.verdict);
+                    return k.verdict;
                 }
             }
             let verdict = p
@@ -192,30 +185,28 @@ impl Bus {
                 eavesdropping,
                 verdict,
             });
-            return Some(verdict);
+            return verdict;
         }
         let receiver_names: Vec<std::rc::Rc<str>> = match (proposed, activation_name) {
             (None, Some(n)) => vec![std::rc::Rc::from(n)],
             _ => self.policy_names(proposed),
         };
         let names: Vec<&str> = receiver_names.iter().map(|n| &**n).collect();
-        Some(
-            p.policy
-                .can_send(&memo.facts, &names, requested_reply, eavesdropping),
-        )
+        p.policy
+            .can_send(&memo.facts, &names, requested_reply, eavesdropping)
     }
 
-    /// `receiver`'s receive policy verdict on `memo`'s message from
-    /// `sender` (None: the driver); None for an unknown receiver.
+    /// `receiver`'s (`p`'s) receive policy verdict on `memo`'s message from
+    /// `sender` (None: the driver).
     fn receive_verdict(
         &self,
         sender: Option<u64>,
         receiver: u64,
+        p: &Peer,
         requested_reply: bool,
         eavesdropping: bool,
         memo: &mut CheckMemo<'_>,
-    ) -> Option<Verdict> {
-        let p = self.peers.get(&receiver)?;
+    ) -> Verdict {
         if let Some(k) = memo.receive {
             let same = k.applies(sender, requested_reply, eavesdropping)
                 && self
@@ -223,7 +214,7 @@ impl Bus {
                     .get(&k.receiver)
                     .is_some_and(|q| q.policy.same_receive_rules(&p.policy));
             if same {
-                return Some(k.verdict);
+                return k.verdict;
             }
         }
         let sender_names = if p.policy.receive_needs_names() {
@@ -242,7 +233,7 @@ impl Bus {
             eavesdropping,
             verdict,
         });
-        Some(verdict)
+        verdict
     }
 
     /// dbus-daemon's "complain_about_message" text.
@@ -315,8 +306,12 @@ impl Bus {
         let not_addressee = addressed != proposed;
         let eavesdropping = not_addressee && v.destination().is_some();
         let mut requested_reply = false;
+        // The two parties, looked up once: nothing here adds or removes
+        // connections.
+        let sp = sender.and_then(|s| self.peers.get(&s));
+        let rp = proposed.and_then(|r| self.peers.get(&r));
         if let Some(s) = sender {
-            let active = self.peers.get(&s).is_some_and(|p| p.is_active());
+            let active = sp.is_some_and(|p| p.is_active());
             if active {
                 if let (Some(rs), Some(p)) = (h.reply_serial, proposed) {
                     if !not_addressee {
@@ -347,16 +342,17 @@ impl Bus {
             requested_reply = true;
         }
 
-        if let Some(s) = sender {
+        if let (Some(s), Some(p)) = (sender, sp) {
             let verdict = self.send_verdict(
                 s,
+                p,
                 proposed,
                 activation_name,
                 requested_reply,
                 eavesdropping,
                 memo,
             );
-            if let Some(verdict) = verdict {
+            {
                 if !verdict.allowed {
                     return Err(self.complaint(
                         errors::ACCESS_DENIED,
@@ -378,23 +374,21 @@ impl Bus {
                         proposed,
                         requested_reply,
                     );
-                    let who = self.peers.get(&s).map(|p| p.who());
                     crate::log::event(
                         crate::log::Kind::PolicyDenied,
                         crate::log::Level::Security,
-                        who.as_ref(),
+                        Some(&p.who()),
                         &d.text,
                     );
                 }
             }
         }
-        if let Some(r) = proposed {
-            let active = self.peers.get(&r).is_some_and(|p| {
-                p.is_active() || matches!(p.state, super::peer::PeerState::Monitor)
-            });
+        if let (Some(r), Some(p)) = (proposed, rp) {
+            let active = p.is_active() || matches!(p.state, super::peer::PeerState::Monitor);
             if active {
-                let verdict = self.receive_verdict(sender, r, requested_reply, eavesdropping, memo);
-                if let Some(verdict) = verdict {
+                let verdict =
+                    self.receive_verdict(sender, r, p, requested_reply, eavesdropping, memo);
+                {
                     if !verdict.allowed {
                         return Err(self.complaint(
                             errors::ACCESS_DENIED,
@@ -408,10 +402,8 @@ impl Bus {
                     }
                 }
             }
-            let full = self.peers.get(&r).is_some_and(|p| {
-                p.out_bytes as u64 > self.config.limits.max_outgoing_bytes
-                    || p.out_fds as u64 > self.config.limits.max_outgoing_unix_fds
-            });
+            let full = p.out_bytes as u64 > self.config.limits.max_outgoing_bytes
+                || p.out_fds as u64 > self.config.limits.max_outgoing_unix_fds;
             if full {
                 return Err(self.complaint(
                     errors::LIMITS_EXCEEDED,
@@ -423,8 +415,13 @@ impl Bus {
                     requested_reply,
                 ));
             }
-            if let Some(s) = sender {
-                if !self.quota_admits(s, r, v) {
+            if let (Some(s), Some(q)) = (sender, sp) {
+                if let Some(pause) = Self::quota_refuses(q, p, v) {
+                    if pause {
+                        if let Some(q) = self.peers.get_mut(&s) {
+                            q.quota_pause = Some(std::time::Instant::now() + super::quota::PAUSE);
+                        }
+                    }
                     return Err(self.complaint(
                         errors::LIMITS_EXCEEDED,
                         "Rejected: the destination's user holds its share of the bus's memory",
