@@ -10,10 +10,7 @@
 use std::ops::Range;
 
 use super::body::validate_body;
-use super::names::{
-    validate_bus_name, validate_error_name, validate_interface, validate_member,
-    validate_object_path,
-};
+use super::names::{bus_name_bytes, interface_bytes, member_bytes, object_path_bytes};
 use super::signature::validate_signature;
 use super::{Endian, WireError};
 
@@ -356,40 +353,43 @@ impl Header {
                         pos = e + 1;
                         continue;
                     }
-                    let st = std::str::from_utf8(&msg[s..e])
-                        .map_err(|_| WireError("header field not UTF-8"))?;
+                    // The names' grammars admit ASCII only (names.rs), so
+                    // a field they accept is valid UTF-8: no separate check.
+                    let st = &msg[s..e];
                     match code {
                         field::PATH => {
-                            validate_object_path(st)?;
-                            if st == LOCAL_PATH {
+                            object_path_bytes(st)?;
+                            if st == LOCAL_PATH.as_bytes() {
                                 return Err(WireError("message uses the local path"));
                             }
                             h.path = Some(s..e);
                         }
                         field::INTERFACE => {
-                            validate_interface(st)?;
-                            if st == LOCAL_INTERFACE {
+                            interface_bytes(st)?;
+                            if st == LOCAL_INTERFACE.as_bytes() {
                                 return Err(WireError("message uses the local interface"));
                             }
                             h.interface = Some(s..e);
                         }
                         field::MEMBER => {
-                            validate_member(st)?;
+                            member_bytes(st)?;
                             h.member = Some(s..e);
                         }
                         field::ERROR_NAME => {
-                            validate_error_name(st)?;
+                            // The same grammar as an interface name.
+                            interface_bytes(st)?;
                             h.error_name = Some(s..e);
                         }
                         field::DESTINATION => {
-                            validate_bus_name(st)?;
+                            bus_name_bytes(st)?;
                             h.destination = Some(s..e);
                         }
                         _ => {
-                            validate_bus_name(st)?;
+                            bus_name_bytes(st)?;
                             h.sender = Some(s..e);
                         }
                     }
+                    debug_assert!(st.is_ascii(), "a name grammar admitted non-ASCII");
                     pos = e + 1;
                 }
             }

@@ -12,24 +12,60 @@ use super::WireError;
 /// Maximum length of any name (bus, interface, member, error).
 pub const MAX_NAME_LEN: usize = 255;
 
+/// Character classes, one bit each, looked up per byte (the header parse
+/// checks every name of every message).
+const NAME: u8 = 1;
+const INITIAL_NAME: u8 = 2;
+const BUS: u8 = 4;
+const INITIAL_BUS: u8 = 8;
+
+const fn class_table() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        let alpha = b.is_ascii_alphabetic();
+        let digit = b.is_ascii_digit();
+        let mut k = 0;
+        if alpha || digit || b == b'_' {
+            k |= NAME | BUS;
+        }
+        if alpha || b == b'_' {
+            k |= INITIAL_NAME | INITIAL_BUS;
+        }
+        if b == b'-' {
+            k |= BUS | INITIAL_BUS;
+        }
+        t[c] = k;
+        c += 1;
+    }
+    t
+}
+
+static CLASS: [u8; 256] = class_table();
+
+fn is(c: u8, class: u8) -> bool {
+    CLASS[c as usize] & class != 0
+}
+
 /// `[A-Za-z_]`: may start an interface/member element.
 fn is_initial_name_char(c: u8) -> bool {
-    c.is_ascii_alphabetic() || c == b'_'
+    is(c, INITIAL_NAME)
 }
 
 /// `[A-Za-z0-9_]`: may appear in an interface/member/path element.
 fn is_name_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'_'
+    is(c, NAME)
 }
 
 /// `[A-Za-z_-]`: may start a well-known bus name element.
 fn is_initial_bus_char(c: u8) -> bool {
-    c.is_ascii_alphabetic() || c == b'_' || c == b'-'
+    is(c, INITIAL_BUS)
 }
 
 /// `[A-Za-z0-9_-]`: may appear in a bus name element.
 fn is_bus_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'_' || c == b'-'
+    is(c, BUS)
 }
 
 fn check_len(s: &[u8]) -> Result<(), WireError> {
@@ -45,7 +81,11 @@ fn check_len(s: &[u8]) -> Result<(), WireError> {
 /// Checks a dotted name: elements separated by single dots, each starting
 /// with a byte accepted by `initial` and continuing with bytes accepted by
 /// `rest`. Returns whether at least one dot was seen.
-fn dotted(s: &[u8], initial: fn(u8) -> bool, rest: fn(u8) -> bool) -> Result<bool, WireError> {
+fn dotted(
+    s: &[u8],
+    initial: impl Fn(u8) -> bool,
+    rest: impl Fn(u8) -> bool,
+) -> Result<bool, WireError> {
     let mut saw_dot = false;
     let mut at_start = true;
     for &c in s {
@@ -105,7 +145,15 @@ fn bus_name_full(s: &[u8], is_namespace: bool) -> Result<(), WireError> {
 
 /// A bus name: unique (`:1.42`) or well-known (`org.example.Foo`).
 pub fn validate_bus_name(s: &str) -> Result<(), WireError> {
-    bus_name_full(s.as_bytes(), false)
+    bus_name_bytes(s.as_bytes())
+}
+
+/// [`validate_bus_name`] on bytes. Every name grammar here accepts ASCII
+/// only, so bytes these `*_bytes` checks accept are valid UTF-8 as well:
+/// the header parse needs no separate UTF-8 check for the fields they
+/// cover.
+pub fn bus_name_bytes(s: &[u8]) -> Result<(), WireError> {
+    bus_name_full(s, false)
 }
 
 /// A bus name namespace as used by `arg0namespace` in match rules: like a
@@ -132,7 +180,11 @@ pub fn validate_well_known_name(s: &str) -> Result<(), WireError> {
 
 /// An interface name.
 pub fn validate_interface(s: &str) -> Result<(), WireError> {
-    let b = s.as_bytes();
+    interface_bytes(s.as_bytes())
+}
+
+/// [`validate_interface`] on bytes (ASCII only, see [`bus_name_bytes`]).
+pub fn interface_bytes(b: &[u8]) -> Result<(), WireError> {
     check_len(b)?;
     if !dotted(b, is_initial_name_char, is_name_char)? {
         return Err(WireError("interface name needs at least two elements"));
@@ -147,7 +199,11 @@ pub fn validate_error_name(s: &str) -> Result<(), WireError> {
 
 /// A member (method or signal) name.
 pub fn validate_member(s: &str) -> Result<(), WireError> {
-    let b = s.as_bytes();
+    member_bytes(s.as_bytes())
+}
+
+/// [`validate_member`] on bytes (ASCII only, see [`bus_name_bytes`]).
+pub fn member_bytes(b: &[u8]) -> Result<(), WireError> {
     check_len(b)?;
     if !is_initial_name_char(b[0]) {
         return Err(WireError("invalid first character in member name"));
@@ -162,7 +218,11 @@ pub fn validate_member(s: &str) -> Result<(), WireError> {
 /// `[A-Za-z0-9_]` with a leading `/` and no trailing `/`. There is no length
 /// limit beyond the message size (as in libdbus).
 pub fn validate_object_path(s: &str) -> Result<(), WireError> {
-    let b = s.as_bytes();
+    object_path_bytes(s.as_bytes())
+}
+
+/// [`validate_object_path`] on bytes (ASCII only, see [`bus_name_bytes`]).
+pub fn object_path_bytes(b: &[u8]) -> Result<(), WireError> {
     let Some(rest) = b.strip_prefix(b"/") else {
         return Err(WireError("object path must start with '/'"));
     };
@@ -183,6 +243,55 @@ pub fn validate_object_path(s: &str) -> Result<(), WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The lookup table agrees with the classes' definitions.
+    #[test]
+    fn class_table_matches_the_grammar() {
+        for b in 0..=255u8 {
+            let alnum = b.is_ascii_alphanumeric();
+            assert_eq!(is_name_char(b), alnum || b == b'_', "{b:#x}");
+            assert_eq!(
+                is_initial_name_char(b),
+                b.is_ascii_alphabetic() || b == b'_'
+            );
+            assert_eq!(is_bus_char(b), alnum || b == b'_' || b == b'-');
+            assert_eq!(
+                is_initial_bus_char(b),
+                b.is_ascii_alphabetic() || b == b'_' || b == b'-'
+            );
+        }
+    }
+
+    /// The header parse relies on this for skipping its UTF-8 check
+    /// (src/wire/parsed.rs): no grammar accepts a byte from 0x80, wherever
+    /// it stands in an otherwise valid name.
+    #[test]
+    fn no_grammar_admits_non_ascii() {
+        type Check = fn(&[u8]) -> Result<(), WireError>;
+        let cases: [(Check, &str); 5] = [
+            (object_path_bytes, "/ab/cd"),
+            (interface_bytes, "ab.cd"),
+            (member_bytes, "abcd"),
+            (bus_name_bytes, "ab.cd"),
+            (bus_name_bytes, ":1.23"),
+        ];
+        for (check, valid) in cases {
+            assert!(check(valid.as_bytes()).is_ok(), "{valid}");
+            for i in 0..=valid.len() {
+                for b in 0x80..=0xffu8 {
+                    // In place of byte i, and inserted before it.
+                    let mut replaced = valid.as_bytes().to_vec();
+                    if i < replaced.len() {
+                        replaced[i] = b;
+                        assert!(check(&replaced).is_err(), "{valid} with {b:#x} at {i}");
+                    }
+                    let mut inserted = valid.as_bytes().to_vec();
+                    inserted.insert(i, b);
+                    assert!(check(&inserted).is_err(), "{valid} with {b:#x} before {i}");
+                }
+            }
+        }
+    }
 
     // Vectors from libdbus test/internals/dbus-marshal-validate-util.c plus our own.
     #[test]

@@ -1,6 +1,7 @@
 //! A message's bytes bound to the header parsed from them, so that the
-//! header's strings are checked as UTF-8 once, by the parse, and not again
-//! on every read.
+//! header's strings are checked once, by the parse (whose name grammars
+//! admit only ASCII, so UTF-8 needs no check of its own), and not again on
+//! every read.
 //!
 //! [`Header`]'s own accessors take any bytes and so must check UTF-8 on
 //! every call. A [`Parsed`] owns its bytes (behind [`StableBytes`]) and the
@@ -189,8 +190,12 @@ impl<'a> MsgRef<'a> {
             // `Parsed::copied` from one, after comparing the bytes). Those
             // ran `Header::parse`/`parse_prefix` with validation on, which
             // returns a header only if the bytes of every string field's
-            // range are UTF-8 (`from_utf8` in `Header::parse_head`; a
-            // signature field is validated as type codes, all ASCII). The
+            // range are UTF-8: `Header::parse_head` accepts a string field
+            // only if its name grammar's check in names.rs (`*_bytes`)
+            // accepts it, and those grammars admit ASCII bytes only (the
+            // test `names::tests::no_grammar_admits_non_ascii` tries every
+            // byte from 0x80 in every position); a signature field is
+            // validated as type codes, all ASCII. The
             // `Parsed`'s fields are private and change together only in
             // `take_bytes`, which clears `utf8`; `StableBytes` guarantees
             // its bytes still read as they did when they were parsed. So
