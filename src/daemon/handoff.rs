@@ -27,6 +27,9 @@ impl Loop {
         let now = Instant::now();
         let due = match self.reexec_wait {
             _ if crate::broker::splice::in_flight() == 0 => true,
+            // A re-exec its checks refuse anyway is refused now, not after
+            // the wait (the checks run again when it goes ahead).
+            None if self.reexec_checks().is_err() => true,
             None => {
                 self.reexec_wait = Some(now + SPLICE_WAIT);
                 crate::broker::splice::hold(true);
@@ -64,22 +67,31 @@ impl Loop {
         crate::notify::notify("READY=1");
     }
 
+    /// What a re-exec needs before the state is saved: the new image
+    /// (found, executable, reading this state format) and a configuration
+    /// that loads and whose security modules can start.
+    fn reexec_checks(&self) -> Result<&'static crate::reexec::Origin, String> {
+        let Some(origin) = crate::reexec::origin() else {
+            return Err("the path busbar was started from is not known".into());
+        };
+        crate::reexec::preflight(&origin.path)?;
+        match crate::config::load(&self.wiring.config_source) {
+            Err(e) => Err(format!("the configuration does not load: {e}")),
+            Ok(cfg) => match crate::mac::check_startable(&cfg) {
+                Err(e) => Err(format!(
+                    "the configuration's security modules cannot start: {e}"
+                )),
+                Ok(()) => Ok(origin),
+            },
+        }
+    }
+
     /// Checks, saves the state and execs; returns why it did not happen.
     fn try_reexec(&mut self, bus: &mut Bus, callers: &[(u64, u32)]) -> String {
-        let Some(origin) = crate::reexec::origin() else {
-            return "the path busbar was started from is not known".into();
+        let origin = match self.reexec_checks() {
+            Ok(o) => o,
+            Err(e) => return e,
         };
-        if let Err(e) = crate::reexec::preflight(&origin.path) {
-            return e;
-        }
-        match crate::config::load(&self.wiring.config_source) {
-            Err(e) => return format!("the configuration does not load: {e}"),
-            Ok(cfg) => {
-                if let Err(e) = crate::mac::check_startable(&cfg) {
-                    return format!("the configuration's security modules cannot start: {e}");
-                }
-            }
-        }
         let state = match bus.snapshot() {
             Ok(s) => s,
             Err(e) => return format!("the state cannot be carried over now: {e}"),

@@ -738,6 +738,57 @@ fn refused_while_a_body_is_spliced() {
     assert!(!s.get_id().is_empty());
 }
 
+/// A re-exec that its checks refuse anyway (here: the binary is gone) is
+/// refused at once, even while a body is being spliced: it does not first
+/// wait the 2 s for the body.
+#[test]
+fn hopeless_reexec_does_not_wait_for_a_spliced_body() {
+    if !busbar_only("hopeless_reexec_does_not_wait_for_a_spliced_body") {
+        return;
+    }
+    let rx = Rx::start("splicehope", Path::new(env!("CARGO_BIN_EXE_busbar")), &[]);
+    let r = Client::connect(&rx.bus);
+    let mut s = Client::connect(&rx.bus);
+    let mut c = Client::connect(&rx.bus);
+    let n = 1024 * 1024;
+    let mut body = (n as u32).to_le_bytes().to_vec();
+    body.extend((0..n).map(|i| (i * 7 % 251) as u8));
+    let mut m = MsgBuilder::method_call(
+        0,
+        Some(&r.unique_name),
+        "/a",
+        Some("org.example.Big"),
+        "Put",
+    )
+    .body("ay", body);
+    m.flags |= NO_REPLY_EXPECTED;
+    m.serial = s.next_serial();
+    let bytes = m.build();
+    // The header and a part of the body: the rest stays in the test, so
+    // the body stays in flight.
+    s.sock.write_all(&bytes[..200 * 1024]).unwrap();
+    thread::sleep(Duration::from_millis(200));
+    fs::remove_file(&rx.bin).unwrap();
+    let start = Instant::now();
+    let refused = reexec_call(&mut c);
+    let took = start.elapsed();
+    assert_eq!(
+        error_name(&refused),
+        "org.freedesktop.DBus.Error.Failed",
+        "{refused:?}\n{}",
+        rx.log()
+    );
+    assert!(
+        !refused.arg0_str().contains("spliced"),
+        "{}",
+        refused.arg0_str()
+    );
+    // The wait for spliced bodies is 2 s; the refusal needs none of it.
+    assert!(took < Duration::from_millis(1500), "refused after {took:?}");
+    s.sock.write_all(&bytes[200 * 1024..]).unwrap();
+    assert!(!s.get_id().is_empty());
+}
+
 /// A re-exec asked for while large bodies stream through pipes waits for
 /// the one in flight (and splices no new one meanwhile) instead of being
 /// refused: under a steady stream of large messages a refusal would be
