@@ -352,35 +352,33 @@ impl Bus {
                 eavesdropping,
                 memo,
             );
-            {
-                if !verdict.allowed {
-                    return Err(self.complaint(
-                        errors::ACCESS_DENIED,
-                        "Rejected send message",
-                        verdict.matched_rules,
-                        v,
-                        sender,
-                        proposed,
-                        requested_reply,
-                    ));
-                }
-                if verdict.log {
-                    let d = self.complaint(
-                        errors::ACCESS_DENIED,
-                        "Would reject message",
-                        verdict.matched_rules,
-                        v,
-                        sender,
-                        proposed,
-                        requested_reply,
-                    );
-                    crate::log::event(
-                        crate::log::Kind::PolicyDenied,
-                        crate::log::Level::Security,
-                        Some(&p.who()),
-                        &d.text,
-                    );
-                }
+            if !verdict.allowed {
+                return Err(self.complaint(
+                    errors::ACCESS_DENIED,
+                    "Rejected send message",
+                    verdict.matched_rules,
+                    v,
+                    sender,
+                    proposed,
+                    requested_reply,
+                ));
+            }
+            if verdict.log {
+                let d = self.complaint(
+                    errors::ACCESS_DENIED,
+                    "Would reject message",
+                    verdict.matched_rules,
+                    v,
+                    sender,
+                    proposed,
+                    requested_reply,
+                );
+                crate::log::event(
+                    crate::log::Kind::PolicyDenied,
+                    crate::log::Level::Security,
+                    Some(&p.who()),
+                    &d.text,
+                );
             }
         }
         if let (Some(r), Some(p)) = (proposed, rp) {
@@ -388,18 +386,16 @@ impl Bus {
             if active {
                 let verdict =
                     self.receive_verdict(sender, r, p, requested_reply, eavesdropping, memo);
-                {
-                    if !verdict.allowed {
-                        return Err(self.complaint(
-                            errors::ACCESS_DENIED,
-                            "Rejected receive message",
-                            verdict.matched_rules,
-                            v,
-                            sender,
-                            proposed,
-                            requested_reply,
-                        ));
-                    }
+                if !verdict.allowed {
+                    return Err(self.complaint(
+                        errors::ACCESS_DENIED,
+                        "Rejected receive message",
+                        verdict.matched_rules,
+                        v,
+                        sender,
+                        proposed,
+                        requested_reply,
+                    ));
                 }
             }
             let full = p.out_bytes as u64 > self.config.limits.max_outgoing_bytes
