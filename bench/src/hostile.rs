@@ -16,7 +16,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::wire::{body_ay, body_s, header, patch_u32, Conn, F, BUS_NAME, BUS_PATH, T_CALL, T_ERROR, T_RETURN, T_SIGNAL};
+use super::wire::{
+    body_ay, body_s, header, patch_u32, Conn, BUS_NAME, BUS_PATH, F, T_CALL, T_ERROR, T_RETURN,
+    T_SIGNAL,
+};
 use super::{connect, daemon_cpu, Opts, Outcome, Shared};
 
 const FLOOD_IFACE: &str = "org.example.Hostile";
@@ -24,7 +27,10 @@ const FLOOD_MATCH: &str = "type='signal',interface='org.example.Hostile'";
 
 /// Raises this process's fd limit to its hard limit (idle connections need one fd each).
 fn raise_nofile() {
-    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: r is a valid rlimit to fill in.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0 && r.rlim_cur < r.rlim_max {
         r.rlim_cur = r.rlim_max;
@@ -38,7 +44,8 @@ fn open_idle(o: &Opts, sh: &Shared, n: usize) -> io::Result<Vec<UnixStream>> {
     raise_nofile();
     let mut v = Vec::with_capacity(n);
     for i in 0..n {
-        let c = connect(o, sh).map_err(|e| io::Error::new(e.kind(), format!("idle connection {i}: {e}")))?;
+        let c = connect(o, sh)
+            .map_err(|e| io::Error::new(e.kind(), format!("idle connection {i}: {e}")))?;
         v.push(c.into_stream());
     }
     Ok(v)
@@ -51,7 +58,12 @@ fn getid_calls(c: &mut Conn, n: u64, lat: &mut Vec<u64>) -> io::Result<()> {
         T_CALL,
         0,
         0,
-        &[F::Path(BUS_PATH), F::Interface(BUS_NAME), F::Member("GetId"), F::Destination(BUS_NAME)],
+        &[
+            F::Path(BUS_PATH),
+            F::Interface(BUS_NAME),
+            F::Member("GetId"),
+            F::Destination(BUS_NAME),
+        ],
         0,
     );
     for _ in 0..n {
@@ -65,7 +77,11 @@ fn getid_calls(c: &mut Conn, n: u64, lat: &mut Vec<u64>) -> io::Result<()> {
             c.poll(|m, _| {
                 if (m.typ == T_RETURN || m.typ == T_ERROR) && m.reply_serial == serial {
                     if m.typ == T_ERROR {
-                        return Err(io::Error::other(format!("GetId failed: {}: {}", m.error_name, m.body_str())));
+                        return Err(io::Error::other(format!(
+                            "GetId failed: {}: {}",
+                            m.error_name,
+                            m.body_str()
+                        )));
                     }
                     done = true;
                 }
@@ -134,7 +150,12 @@ fn flood(o: Opts, sh: Shared, size: usize, sent: Arc<AtomicU64>) -> io::Result<u
         T_SIGNAL,
         0,
         0,
-        &[F::Path("/org/example/Hostile"), F::Interface(FLOOD_IFACE), F::Member("Flood"), F::Signature("ay")],
+        &[
+            F::Path("/org/example/Hostile"),
+            F::Interface(FLOOD_IFACE),
+            F::Member("Flood"),
+            F::Signature("ay"),
+        ],
         body.len(),
     );
     let mut reconnects = 0;
@@ -152,7 +173,12 @@ fn flood(o: Opts, sh: Shared, size: usize, sent: Arc<AtomicU64>) -> io::Result<u
                 sent.fetch_add(8, Ordering::Relaxed);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(reconnects),
-            Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+                ) =>
+            {
                 reconnects += 1;
                 c = connect(&o, &sh)?;
             }
@@ -170,7 +196,13 @@ fn wait_closed(s: &mut UnixStream, stop: &AtomicBool) -> bool {
         match s.read(&mut buf) {
             Ok(0) => return true,
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
             Err(_) => return true,
         }
     }
@@ -180,10 +212,15 @@ fn wait_closed(s: &mut UnixStream, stop: &AtomicBool) -> bool {
 /// One garbage peer: alternately sends bytes that are not SASL at all, and a message with a
 /// broken header after a proper SASL + Hello; waits for the daemon to hang up; reconnects.
 /// Counts (cycles, connections the daemon did not close within 2 s).
-fn garbage(o: Opts, stop: Arc<AtomicBool>, cycles: Arc<AtomicU64>, lingering: Arc<AtomicU64>) -> io::Result<()> {
+fn garbage(
+    o: Opts,
+    stop: Arc<AtomicBool>,
+    cycles: Arc<AtomicU64>,
+    lingering: Arc<AtomicU64>,
+) -> io::Result<()> {
     let mut i = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        let stream = if i % 2 == 0 {
+        let stream = if i.is_multiple_of(2) {
             let mut s = match UnixStream::connect(&o.path) {
                 Ok(s) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -202,7 +239,9 @@ fn garbage(o: Opts, stop: Arc<AtomicBool>, cycles: Arc<AtomicU64>, lingering: Ar
                 Ok(c) => {
                     let mut s = c.into_stream();
                     // Endianness byte 'X': no daemon accepts this header.
-                    let _ = s.write_all(b"X\x01\x00\x01\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00garbage!");
+                    let _ = s.write_all(
+                        b"X\x01\x00\x01\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00garbage!",
+                    );
                     Some(s)
                 }
                 Err(_) if stop.load(Ordering::Relaxed) => None,
@@ -235,7 +274,14 @@ pub fn hostile(o: &Opts) -> Outcome {
     };
     // The subscriber asks for the flood and never reads a byte of it.
     let subscriber = connect(o, &sh).and_then(|mut c| {
-        c.call(BUS_NAME, BUS_PATH, BUS_NAME, "AddMatch", "s", &body_s(FLOOD_MATCH))?;
+        c.call(
+            BUS_NAME,
+            BUS_PATH,
+            BUS_NAME,
+            "AddMatch",
+            "s",
+            &body_s(FLOOD_MATCH),
+        )?;
         Ok(c)
     });
     let subscriber = match subscriber {
@@ -265,7 +311,9 @@ pub fn hostile(o: &Opts) -> Outcome {
     }
     for _ in 0..o.garbage {
         let (o2, st, cy, li) = (o.clone(), stop.clone(), cycles.clone(), lingering.clone());
-        load.push(thread::spawn(move || garbage(o2, st, cy, li).map_err(|e| format!("garbage peer: {e}"))));
+        load.push(thread::spawn(move || {
+            garbage(o2, st, cy, li).map_err(|e| format!("garbage peer: {e}"))
+        }));
     }
     // Let the subscriber's queue fill and the flood reach its steady state.
     thread::sleep(Duration::from_secs(1));
@@ -275,7 +323,10 @@ pub fn hostile(o: &Opts) -> Outcome {
     let r = getid_calls(&mut quiet, o.count, &mut lat);
     let wall = t0.elapsed();
     let cpu1 = daemon_cpu(o.pid);
-    let (flood_n, cycles_n) = (flooded.load(Ordering::Relaxed), cycles.load(Ordering::Relaxed));
+    let (flood_n, cycles_n) = (
+        flooded.load(Ordering::Relaxed),
+        cycles.load(Ordering::Relaxed),
+    );
     stop.store(true, Ordering::Relaxed);
     let mut error = r.err().map(|e| format!("quiet client: {e}"));
     for h in load {
@@ -296,8 +347,14 @@ pub fn hostile(o: &Opts) -> Outcome {
             ("garbage_peers", o.garbage.to_string()),
             ("flood_msgs", flood_n.to_string()),
             ("garbage_cycles", cycles_n.to_string()),
-            ("garbage_lingering", lingering.load(Ordering::Relaxed).to_string()),
-            ("flooder_reconnects", reconnects.load(Ordering::Relaxed).to_string()),
+            (
+                "garbage_lingering",
+                lingering.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "flooder_reconnects",
+                reconnects.load(Ordering::Relaxed).to_string(),
+            ),
         ],
         cpu: cpu0.zip(cpu1),
     }

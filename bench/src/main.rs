@@ -16,7 +16,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use wire::{body_ay, body_s, header, patch_u32, Conn, F, BUS_NAME, BUS_PATH, T_CALL, T_ERROR, T_RETURN, T_SIGNAL};
+use wire::{
+    body_ay, body_s, header, patch_u32, Conn, BUS_NAME, BUS_PATH, F, T_CALL, T_ERROR, T_RETURN,
+    T_SIGNAL,
+};
 
 const IFACE: &str = "org.example.Bench";
 const OBJ: &str = "/org/example/Bench";
@@ -169,7 +172,7 @@ fn parse_run_args(args: &[String]) -> Opts {
     if o.subscribers == 0 {
         o.subscribers = subs
     }
-    if o.scenario == "fanout-sparse" && o.subscribers % o.rules != 0 {
+    if o.scenario == "fanout-sparse" && !o.subscribers.is_multiple_of(o.rules) {
         eprintln!("loadgen: fanout-sparse needs --subscribers divisible by --rules");
         std::process::exit(2)
     }
@@ -189,7 +192,11 @@ fn daemon_cpu(pid: Option<u32>) -> Option<(u64, u64)> {
     if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) {
         for e in rd.flatten() {
             if let Ok(s) = std::fs::read_to_string(e.path().join("schedstat")) {
-                sched += s.split_whitespace().next().and_then(|x| x.parse().ok()).unwrap_or(0);
+                sched += s
+                    .split_whitespace()
+                    .next()
+                    .and_then(|x| x.parse().ok())
+                    .unwrap_or(0);
             }
         }
     }
@@ -203,8 +210,17 @@ fn daemon_rss_alive(pid: Option<u32>) -> (u64, bool) {
     let Ok(st) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
         return (0, false);
     };
-    let field = |k: &str| st.lines().find_map(|l| l.strip_prefix(k)).map(str::trim).unwrap_or("");
-    let rss = field("VmHWM:").trim_end_matches("kB").trim().parse().unwrap_or(0);
+    let field = |k: &str| {
+        st.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(str::trim)
+            .unwrap_or("")
+    };
+    let rss = field("VmHWM:")
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap_or(0);
     (rss, !field("State:").starts_with('Z'))
 }
 
@@ -264,7 +280,13 @@ fn serve(mut c: Conn, n: u64, prog: Arc<AtomicU64>) -> io::Result<u64> {
                 if tmpl.0 != m.sender {
                     tmpl = (
                         m.sender.to_string(),
-                        header(T_RETURN, 0, 0, &[F::ReplySerial(0), F::Destination(m.sender)], 0),
+                        header(
+                            T_RETURN,
+                            0,
+                            0,
+                            &[F::ReplySerial(0), F::Destination(m.sender)],
+                            0,
+                        ),
                     );
                 }
                 serial = serial.wrapping_add(1).max(1);
@@ -296,7 +318,13 @@ fn caller(
         T_CALL,
         0,
         0,
-        &[F::Path(OBJ), F::Interface(IFACE), F::Member("Echo"), F::Destination(&dest), F::Signature("ay")],
+        &[
+            F::Path(OBJ),
+            F::Interface(IFACE),
+            F::Member("Echo"),
+            F::Destination(&dest),
+            F::Signature("ay"),
+        ],
         body.len(),
     );
     let big = body.len() > 64 << 10;
@@ -373,7 +401,9 @@ fn unicast(o: &Opts) -> Outcome {
         }
     }
     // Per-thread progress, so that a failed run still reports how much got through.
-    let progress: Vec<Arc<AtomicU64>> = (0..2 * pairs.len()).map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let progress: Vec<Arc<AtomicU64>> = (0..2 * pairs.len())
+        .map(|_| Arc::new(AtomicU64::new(0)))
+        .collect();
     let t0 = Instant::now();
     let mut handles = Vec::new();
     for (i, (s, c)) in pairs.into_iter().enumerate() {
@@ -401,8 +431,19 @@ fn unicast(o: &Opts) -> Outcome {
             }
         }
     }
-    routed += progress.iter().map(|p| p.load(Ordering::Relaxed)).sum::<u64>();
-    Outcome { routed, expected, wall: t0.elapsed(), error, lat_ns, extra: vec![], cpu: None }
+    routed += progress
+        .iter()
+        .map(|p| p.load(Ordering::Relaxed))
+        .sum::<u64>();
+    Outcome {
+        routed,
+        expected,
+        wall: t0.elapsed(),
+        error,
+        lat_ns,
+        extra: vec![],
+        cpu: None,
+    }
 }
 
 fn broadcast(o: &Opts, monitor: bool) -> Outcome {
@@ -425,7 +466,14 @@ fn broadcast(o: &Opts, monitor: bool) -> Outcome {
     let mut subs = Vec::new();
     for _ in 0..o.subscribers {
         let r = connect(o, &sh).and_then(|mut c| {
-            c.call(BUS_NAME, BUS_PATH, BUS_NAME, "AddMatch", "s", &body_s(MATCH))?;
+            c.call(
+                BUS_NAME,
+                BUS_PATH,
+                BUS_NAME,
+                "AddMatch",
+                "s",
+                &body_s(MATCH),
+            )?;
             Ok(c)
         });
         match r {
@@ -436,7 +484,14 @@ fn broadcast(o: &Opts, monitor: bool) -> Outcome {
     if monitor {
         // The monitor is one more reader (counted last), which must see every signal.
         let r = connect(o, &sh).and_then(|mut c| {
-            c.call(BUS_NAME, BUS_PATH, "org.freedesktop.DBus.Monitoring", "BecomeMonitor", "asu", &[0u8; 8])?;
+            c.call(
+                BUS_NAME,
+                BUS_PATH,
+                "org.freedesktop.DBus.Monitoring",
+                "BecomeMonitor",
+                "asu",
+                &[0u8; 8],
+            )?;
             Ok(c)
         });
         match r {
@@ -446,7 +501,8 @@ fn broadcast(o: &Opts, monitor: bool) -> Outcome {
     }
     let n_subs = o.subscribers;
     // Flow control: the sender keeps at most `window` signals ahead of the slowest subscriber.
-    let counts: Arc<Vec<AtomicU64>> = Arc::new((0..subs.len()).map(|_| AtomicU64::new(0)).collect());
+    let counts: Arc<Vec<AtomicU64>> =
+        Arc::new((0..subs.len()).map(|_| AtomicU64::new(0)).collect());
     let cv = Arc::new((Mutex::new(()), Condvar::new()));
     let n = o.count;
     let first = sender.serial + 1;
@@ -486,10 +542,21 @@ fn broadcast(o: &Opts, monitor: bool) -> Outcome {
             T_SIGNAL,
             0,
             0,
-            &[F::Path(OBJ), F::Interface(IFACE), F::Member("Tick"), F::Signature("ay")],
+            &[
+                F::Path(OBJ),
+                F::Interface(IFACE),
+                F::Member("Tick"),
+                F::Signature("ay"),
+            ],
             body.len(),
         );
-        let min = || counts2.iter().map(|c| c.load(Ordering::Acquire)).min().unwrap_or(u64::MAX);
+        let min = || {
+            counts2
+                .iter()
+                .map(|c| c.load(Ordering::Acquire))
+                .min()
+                .unwrap_or(u64::MAX)
+        };
         let mut sent = 0u64;
         while sent < n {
             let mut lo = min();
@@ -529,14 +596,29 @@ fn broadcast(o: &Opts, monitor: bool) -> Outcome {
     if let Err(e) = hsend.join().expect("sender thread panicked") {
         note_err(&mut error, format!("sender: {e}"));
     }
-    routed += counts.iter().take(n_subs).map(|c| c.load(Ordering::Relaxed)).sum::<u64>();
+    routed += counts
+        .iter()
+        .take(n_subs)
+        .map(|c| c.load(Ordering::Relaxed))
+        .sum::<u64>();
     if error.is_none() && monitor && counts[n_subs].load(Ordering::Relaxed) != n {
-        error = Some(format!("monitor saw {} of {n} signals", counts[n_subs].load(Ordering::Relaxed)));
+        error = Some(format!(
+            "monitor saw {} of {n} signals",
+            counts[n_subs].load(Ordering::Relaxed)
+        ));
     }
     if error.is_none() && o.subscribers == 0 {
         error = Some("no subscribers".into());
     }
-    Outcome { routed, expected, wall: t0.elapsed(), error, lat_ns: vec![], extra: vec![], cpu: None }
+    Outcome {
+        routed,
+        expected,
+        wall: t0.elapsed(),
+        error,
+        lat_ns: vec![],
+        extra: vec![],
+        cpu: None,
+    }
 }
 
 /// fanout-sparse: N subscribers, each with R rules `type='signal',interface='org.example.Fan.I<j>',
@@ -571,7 +653,14 @@ fn fanout_sparse(o: &Opts) -> Outcome {
             for k in 0..r {
                 let j = (i + k * stride as usize) % n_subs;
                 let rule = format!("type='signal',interface='{}',member='Changed'", iface(j));
-                c.call(BUS_NAME, BUS_PATH, BUS_NAME, "AddMatch", "s", &body_s(&rule))?;
+                c.call(
+                    BUS_NAME,
+                    BUS_PATH,
+                    BUS_NAME,
+                    "AddMatch",
+                    "s",
+                    &body_s(&rule),
+                )?;
             }
             Ok(c)
         });
@@ -594,7 +683,10 @@ fn fanout_sparse(o: &Opts) -> Outcome {
             return Err(io::Error::last_os_error());
         }
         for (i, c) in subs.iter().enumerate() {
-            let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: i as u64 };
+            let mut ev = libc::epoll_event {
+                events: libc::EPOLLIN as u32,
+                u64: i as u64,
+            };
             // SAFETY: ep and c.fd() are open fds; ev is a valid event.
             if unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, c.fd(), &mut ev) } < 0 {
                 return Err(io::Error::last_os_error());
@@ -617,7 +709,10 @@ fn fanout_sparse(o: &Opts) -> Outcome {
                 }
                 if k == 0 {
                     if abort2.load(Ordering::Relaxed) {
-                        return Err(io::Error::new(io::ErrorKind::Interrupted, "aborted (another connection failed)"));
+                        return Err(io::Error::new(
+                            io::ErrorKind::Interrupted,
+                            "aborted (another connection failed)",
+                        ));
                     }
                     subs[0].check()?;
                 }
@@ -656,7 +751,18 @@ fn fanout_sparse(o: &Opts) -> Outcome {
         let tmpls: Vec<Vec<u8>> = (0..n_subs)
             .map(|j| {
                 let i = iface(j);
-                header(T_SIGNAL, 0, 0, &[F::Path(OBJ), F::Interface(&i), F::Member("Changed"), F::Signature("ay")], body.len())
+                header(
+                    T_SIGNAL,
+                    0,
+                    0,
+                    &[
+                        F::Path(OBJ),
+                        F::Interface(&i),
+                        F::Member("Changed"),
+                        F::Signature("ay"),
+                    ],
+                    body.len(),
+                )
             })
             .collect();
         let mut sent = 0u64;
@@ -673,7 +779,9 @@ fn fanout_sparse(o: &Opts) -> Outcome {
             for s in sent..sent + k {
                 let serial = sender.next_serial();
                 let off = sender.wbuf.len();
-                sender.wbuf.extend_from_slice(&tmpls[(s % n_subs as u64) as usize]);
+                sender
+                    .wbuf
+                    .extend_from_slice(&tmpls[(s % n_subs as u64) as usize]);
                 patch_u32(&mut sender.wbuf, off + 8, serial);
                 sender.wbuf.extend_from_slice(&body);
             }
@@ -690,7 +798,15 @@ fn fanout_sparse(o: &Opts) -> Outcome {
         note_err(&mut error, format!("sender: {e}"));
     }
     let routed = received.load(Ordering::Relaxed);
-    Outcome { routed, expected, wall: t0.elapsed(), error, lat_ns: vec![], extra: vec![], cpu: None }
+    Outcome {
+        routed,
+        expected,
+        wall: t0.elapsed(),
+        error,
+        lat_ns: vec![],
+        extra: vec![],
+        cpu: None,
+    }
 }
 
 /// Keeps the root cause: a thread that stopped because another failed ("aborted") is reported
@@ -750,7 +866,13 @@ fn run(args: &[String]) -> i32 {
         "INCOMPLETE".into()
     };
     let secs = out.wall.as_secs_f64().max(1e-9);
-    let per = |ns: u64| if out.routed > 0 { ns as f64 / out.routed as f64 } else { 0.0 };
+    let per = |ns: u64| {
+        if out.routed > 0 {
+            ns as f64 / out.routed as f64
+        } else {
+            0.0
+        }
+    };
     let mut fields: Vec<(&str, String)> = vec![
         ("daemon", o.label.clone()),
         ("scenario", o.scenario.clone()),
@@ -764,7 +886,13 @@ fn run(args: &[String]) -> i32 {
         ("body_bytes", o.size.to_string()),
         ("wall_s", format!("{secs:.4}")),
         ("msg_per_s", format!("{:.0}", out.routed as f64 / secs)),
-        ("mib_per_s", format!("{:.1}", out.routed as f64 / 2.0 * o.size as f64 / secs / (1 << 20) as f64)),
+        (
+            "mib_per_s",
+            format!(
+                "{:.1}",
+                out.routed as f64 / 2.0 * o.size as f64 / secs / (1 << 20) as f64
+            ),
+        ),
         ("daemon_cpu_ms", format!("{:.1}", cpu_ns as f64 / 1e6)),
         ("cpu_ns_per_msg", format!("{:.0}", per(cpu_ns))),
         ("sched_ns_per_msg", format!("{:.0}", per(sched_ns))),
@@ -772,7 +900,13 @@ fn run(args: &[String]) -> i32 {
         ("lat_p99_us", format!("{:.1}", pct(&lat, 0.99))),
         ("peak_rss_kib", rss_kib.to_string()),
         ("alive", u8::from(alive).to_string()),
-        ("error", out.error.clone().unwrap_or_default().replace(['\t', '\n'], " ")),
+        (
+            "error",
+            out.error
+                .clone()
+                .unwrap_or_default()
+                .replace(['\t', '\n'], " "),
+        ),
     ];
     let at = fields.len() - 1;
     for (k, v) in out.extra.iter().rev() {
@@ -780,7 +914,13 @@ fn run(args: &[String]) -> i32 {
     }
     let line: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
     println!("RESULT\t{}", line.join("\t"));
-    let get = |k: &str| fields.iter().find(|f| f.0 == k).map(|f| f.1.as_str()).unwrap_or("");
+    let get = |k: &str| {
+        fields
+            .iter()
+            .find(|f| f.0 == k)
+            .map(|f| f.1.as_str())
+            .unwrap_or("")
+    };
     eprintln!(
         "{:<12} {:<10} {:<10} routed {}/{} in {}s = {} msg/s, daemon cpu {} ns/msg (schedstat {}){}{}",
         o.label,
@@ -805,7 +945,10 @@ fn run(args: &[String]) -> i32 {
 /// Prints the comparison table from RESULT lines, optionally writes JSON.
 fn report(args: &[String]) -> i32 {
     let path = args.first().unwrap_or_else(|| usage());
-    let json_out = args.iter().position(|a| a == "--json").and_then(|i| args.get(i + 1));
+    let json_out = args
+        .iter()
+        .position(|a| a == "--json")
+        .and_then(|i| args.get(i + 1));
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
         eprintln!("loadgen report: {path}: {e}");
         std::process::exit(2)
@@ -813,7 +956,12 @@ fn report(args: &[String]) -> i32 {
     let rows: Vec<BTreeMap<String, String>> = text
         .lines()
         .filter_map(|l| l.strip_prefix("RESULT\t"))
-        .map(|l| l.split('\t').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        .map(|l| {
+            l.split('\t')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
         .collect();
     let g = |r: &BTreeMap<String, String>, k: &str| r.get(k).cloned().unwrap_or_default();
     let f = |r: &BTreeMap<String, String>, k: &str| g(r, k).parse::<f64>().unwrap_or(0.0);
@@ -833,34 +981,80 @@ fn report(args: &[String]) -> i32 {
         .iter()
         .flat_map(|d| scenarios.iter().map(move |s| (d.clone(), s.clone())))
         .filter_map(|(d, s)| {
-            let group: Vec<&BTreeMap<String, String>> =
-                rows.iter().filter(|r| g(r, "daemon") == d && g(r, "scenario") == s).collect();
+            let group: Vec<&BTreeMap<String, String>> = rows
+                .iter()
+                .filter(|r| g(r, "daemon") == d && g(r, "scenario") == s)
+                .collect();
             let first = group.first()?;
-            let mut m = (*group.iter().find(|r| g(r, "status") != "ok").unwrap_or(first)).clone();
-            for k in ["msg_per_s", "mib_per_s", "cpu_ns_per_msg", "sched_ns_per_msg", "lat_p50_us", "lat_p99_us", "wall_s", "peak_rss_kib"] {
-                let mut v: Vec<f64> = group.iter().filter(|r| g(r, "status") == "ok").map(|r| f(r, k)).collect();
+            let mut m = (*group
+                .iter()
+                .find(|r| g(r, "status") != "ok")
+                .unwrap_or(first))
+            .clone();
+            for k in [
+                "msg_per_s",
+                "mib_per_s",
+                "cpu_ns_per_msg",
+                "sched_ns_per_msg",
+                "lat_p50_us",
+                "lat_p99_us",
+                "wall_s",
+                "peak_rss_kib",
+            ] {
+                let mut v: Vec<f64> = group
+                    .iter()
+                    .filter(|r| g(r, "status") == "ok")
+                    .map(|r| f(r, k))
+                    .collect();
                 if v.is_empty() {
                     continue;
                 }
                 v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-                let med = if v.len() % 2 == 1 { v[v.len() / 2] } else { (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0 };
-                let prec = if k.ends_with("_us") || k == "mib_per_s" { 1 } else if k == "wall_s" { 4 } else { 0 };
+                let med = if v.len() % 2 == 1 {
+                    v[v.len() / 2]
+                } else {
+                    (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+                };
+                let prec = if k.ends_with("_us") || k == "mib_per_s" {
+                    1
+                } else if k == "wall_s" {
+                    4
+                } else {
+                    0
+                };
                 m.insert(k.to_string(), format!("{med:.prec$}"));
             }
             m.insert("runs".into(), group.len().to_string());
             Some(m)
         })
         .collect();
-    let find = |d: &str, s: &str| merged.iter().find(|r| g(r, "daemon") == d && g(r, "scenario") == s);
-    let runs = merged.iter().map(|r| f(r, "runs") as u64).max().unwrap_or(1);
+    let find = |d: &str, s: &str| {
+        merged
+            .iter()
+            .find(|r| g(r, "daemon") == d && g(r, "scenario") == s)
+    };
+    let runs = merged
+        .iter()
+        .map(|r| f(r, "runs") as u64)
+        .max()
+        .unwrap_or(1);
     if runs > 1 {
         println!("(median of up to {runs} runs per row)");
     }
     let mut o = io::stdout().lock();
     let _ = writeln!(
         o,
-        "{:<10} {:<12} {:>9} {:>10} {:>8} {:>11} {:>11} {:>8} {:>8} {:>7}  {}",
-        "scenario", "daemon", "msgs", "msg/s", "MiB/s", "cpu ns/msg", "sched ns/m", "p50 us", "p99 us", "rss MiB", "status"
+        "{:<10} {:<12} {:>9} {:>10} {:>8} {:>11} {:>11} {:>8} {:>8} {:>7}  status",
+        "scenario",
+        "daemon",
+        "msgs",
+        "msg/s",
+        "MiB/s",
+        "cpu ns/msg",
+        "sched ns/m",
+        "p50 us",
+        "p99 us",
+        "rss MiB",
     );
     for s in &scenarios {
         for d in &daemons {
@@ -873,24 +1067,40 @@ fn report(args: &[String]) -> i32 {
                     d,
                     g(r, "routed"),
                     g(r, "msg_per_s"),
-                    if s == "large" { g(r, "mib_per_s") } else { "-".into() },
+                    if s == "large" {
+                        g(r, "mib_per_s")
+                    } else {
+                        "-".into()
+                    },
                     g(r, "cpu_ns_per_msg"),
                     g(r, "sched_ns_per_msg"),
                     if lat { g(r, "lat_p50_us") } else { "-".into() },
                     if lat { g(r, "lat_p99_us") } else { "-".into() },
                     format!("{:.1}", f(r, "peak_rss_kib") / 1024.0),
-                    if g(r, "status") == "ok" { "ok".into() } else { format!("{} {}", g(r, "status"), g(r, "error")) }
+                    if g(r, "status") == "ok" {
+                        "ok".into()
+                    } else {
+                        format!("{} {}", g(r, "status"), g(r, "error"))
+                    }
                 );
             }
         }
     }
-    let base = daemons.iter().find(|d| d.as_str() == "busbar").cloned().unwrap_or_else(|| daemons.first().cloned().unwrap_or_default());
+    let base = daemons
+        .iter()
+        .find(|d| d.as_str() == "busbar")
+        .cloned()
+        .unwrap_or_else(|| daemons.first().cloned().unwrap_or_default());
     let others: Vec<&String> = daemons.iter().filter(|d| **d != base).collect();
     if !others.is_empty() {
         let _ = writeln!(o, "\nratios {base}/X (throughput: >1 means {base} faster; cpu/msg: <1 means {base} cheaper)");
         let mut hdr = format!("{:<10}", "scenario");
         for x in &others {
-            hdr += &format!(" {:>18} {:>18}", format!("msg/s vs {x}"), format!("cpu vs {x}"));
+            hdr += &format!(
+                " {:>18} {:>18}",
+                format!("msg/s vs {x}"),
+                format!("cpu vs {x}")
+            );
         }
         let _ = writeln!(o, "{hdr}");
         for s in &scenarios {
@@ -898,12 +1108,18 @@ fn report(args: &[String]) -> i32 {
             for x in &others {
                 let (a, b) = (find(&base, s), find(x, s));
                 let ratio = |k: &str| match (a, b) {
-                    (Some(a), Some(b)) if f(b, k) > 0.0 && g(a, "status") == "ok" && g(b, "status") == "ok" => {
+                    (Some(a), Some(b))
+                        if f(b, k) > 0.0 && g(a, "status") == "ok" && g(b, "status") == "ok" =>
+                    {
                         format!("{:.2}", f(a, k) / f(b, k))
                     }
                     _ => "n/a".into(),
                 };
-                line += &format!(" {:>18} {:>18}", ratio("msg_per_s"), ratio("cpu_ns_per_msg"));
+                line += &format!(
+                    " {:>18} {:>18}",
+                    ratio("msg_per_s"),
+                    ratio("cpu_ns_per_msg")
+                );
             }
             let _ = writeln!(o, "{line}");
         }
@@ -915,15 +1131,25 @@ fn report(args: &[String]) -> i32 {
             let items: Vec<String> = r
                 .iter()
                 .map(|(k, v)| {
-                    let num = !v.is_empty() && v.parse::<f64>().is_ok() && k != "daemon" && k != "scenario";
+                    let num = !v.is_empty()
+                        && v.parse::<f64>().is_ok()
+                        && k != "daemon"
+                        && k != "scenario";
                     if num {
                         format!("\"{k}\": {v}")
                     } else {
-                        format!("\"{k}\": \"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+                        format!(
+                            "\"{k}\": \"{}\"",
+                            v.replace('\\', "\\\\").replace('"', "\\\"")
+                        )
                     }
                 })
                 .collect();
-            j += &format!("  {{{}}}{}\n", items.join(", "), if i + 1 < rows.len() { "," } else { "" });
+            j += &format!(
+                "  {{{}}}{}\n",
+                items.join(", "),
+                if i + 1 < rows.len() { "," } else { "" }
+            );
         }
         j += "]\n";
         if let Err(e) = std::fs::write(jp, j) {
@@ -937,18 +1163,40 @@ fn report(args: &[String]) -> i32 {
 /// The hostile and idle-connection scenarios: every hostile run on its own (the machine is
 /// shared, so one median hides too much), p50/p99 ratios against busbar, and per daemon the
 /// CPU per call with idle connections over that without.
-fn fairness_report(o: &mut impl Write, rows: &[BTreeMap<String, String>], daemons: &[String], base: &str) {
+fn fairness_report(
+    o: &mut impl Write,
+    rows: &[BTreeMap<String, String>],
+    daemons: &[String],
+    base: &str,
+) {
     let g = |r: &BTreeMap<String, String>, k: &str| r.get(k).cloned().unwrap_or_default();
     let f = |r: &BTreeMap<String, String>, k: &str| g(r, k).parse::<f64>().unwrap_or(0.0);
-    let hostile: Vec<&BTreeMap<String, String>> = rows.iter().filter(|r| g(r, "scenario") == "hostile").collect();
+    let hostile: Vec<&BTreeMap<String, String>> = rows
+        .iter()
+        .filter(|r| g(r, "scenario") == "hostile")
+        .collect();
     if !hostile.is_empty() {
         let _ = writeln!(o, "\nhostile, every run (quiet client's sequential GetId under flood + garbage + stuck reader)");
         let _ = writeln!(
             o,
-            "{:<4} {:<12} {:>9} {:>8} {:>8} {:>8} {:>6} {:>10} {:>8}  {}",
-            "run", "daemon", "answered", "p50 us", "p99 us", "rss MiB", "alive", "flood msgs", "garbage", "status"
+            "{:<4} {:<12} {:>9} {:>8} {:>8} {:>8} {:>6} {:>10} {:>8}  status",
+            "run",
+            "daemon",
+            "answered",
+            "p50 us",
+            "p99 us",
+            "rss MiB",
+            "alive",
+            "flood msgs",
+            "garbage",
         );
-        let runs = |d: &str| hostile.iter().filter(|r| g(r, "daemon") == d).copied().collect::<Vec<_>>();
+        let runs = |d: &str| {
+            hostile
+                .iter()
+                .filter(|r| g(r, "daemon") == d)
+                .copied()
+                .collect::<Vec<_>>()
+        };
         let n = daemons.iter().map(|d| runs(d).len()).max().unwrap_or(0);
         for i in 0..n {
             for d in daemons {
@@ -997,8 +1245,15 @@ fn fairness_report(o: &mut impl Write, rows: &[BTreeMap<String, String>], daemon
     for d in daemons {
         if let (Some(a), Some(b)) = (cpu_of(d, "getid-idle"), cpu_of(d, "getid")) {
             if !header {
-                let _ = writeln!(o, "\ndaemon CPU per GetId call (schedstat ns; median), idle connections vs none");
-                let _ = writeln!(o, "{:<12} {:>10} {:>12} {:>7}", "daemon", "none", "with idle", "ratio");
+                let _ = writeln!(
+                    o,
+                    "\ndaemon CPU per GetId call (schedstat ns; median), idle connections vs none"
+                );
+                let _ = writeln!(
+                    o,
+                    "{:<12} {:>10} {:>12} {:>7}",
+                    "daemon", "none", "with idle", "ratio"
+                );
                 header = true;
             }
             if b > 0.0 {

@@ -37,7 +37,7 @@ pub enum F<'a> {
 }
 
 fn pad(b: &mut Vec<u8>, align: usize) {
-    while b.len() % align != 0 {
+    while !b.len().is_multiple_of(align) {
         b.push(0);
     }
 }
@@ -261,7 +261,11 @@ impl Conn {
         };
         // SAFETY: getuid has no preconditions and cannot fail.
         let uid = unsafe { libc::getuid() };
-        let hex: String = uid.to_string().bytes().map(|b| format!("{b:02x}")).collect();
+        let hex: String = uid
+            .to_string()
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         c.write_raw(format!("\0AUTH EXTERNAL {hex}\r\n").as_bytes())?;
         let line = c.read_line()?;
         if !line.starts_with("OK ") {
@@ -293,10 +297,16 @@ impl Conn {
     /// Errors out if the scenario was aborted or its deadline passed.
     pub fn check(&self) -> io::Result<()> {
         if self.abort.load(Ordering::Relaxed) {
-            return Err(io::Error::new(io::ErrorKind::Interrupted, "aborted (another connection failed)"));
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "aborted (another connection failed)",
+            ));
         }
         if Instant::now() > self.deadline {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "scenario deadline passed"));
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "scenario deadline passed",
+            ));
         }
         Ok(())
     }
@@ -308,8 +318,12 @@ impl Conn {
 
     fn read_line(&mut self) -> io::Result<String> {
         loop {
-            if let Some(i) = self.rbuf[self.rpos..self.rend].windows(2).position(|w| w == b"\r\n") {
-                let line = String::from_utf8_lossy(&self.rbuf[self.rpos..self.rpos + i]).into_owned();
+            if let Some(i) = self.rbuf[self.rpos..self.rend]
+                .windows(2)
+                .position(|w| w == b"\r\n")
+            {
+                let line =
+                    String::from_utf8_lossy(&self.rbuf[self.rpos..self.rpos + i]).into_owned();
                 self.rpos += i + 2;
                 return Ok(line);
             }
@@ -325,12 +339,19 @@ impl Conn {
     pub fn write_raw(&mut self, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {
             match self.s.write(data) {
-                Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "socket write returned 0")),
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "socket write returned 0",
+                    ))
+                }
                 Ok(n) => data = &data[n..],
                 Err(e)
                     if matches!(
                         e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
                     ) =>
                 {
                     self.check()?
@@ -359,7 +380,9 @@ impl Conn {
             self.rpos = 0;
             self.rend = 0;
         }
-        if self.rpos > 0 && (self.rpos + need > self.rbuf.len() || self.rbuf.len() - self.rend < 4096) {
+        if self.rpos > 0
+            && (self.rpos + need > self.rbuf.len() || self.rbuf.len() - self.rend < 4096)
+        {
             self.rbuf.copy_within(self.rpos..self.rend, 0);
             self.rend -= self.rpos;
             self.rpos = 0;
@@ -382,7 +405,9 @@ impl Conn {
                 Err(e)
                     if matches!(
                         e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
                     ) =>
                 {
                     self.check()?
@@ -434,7 +459,12 @@ impl Conn {
         body: &[u8],
     ) -> io::Result<Vec<u8>> {
         let serial = self.next_serial();
-        let mut fields = vec![F::Path(path), F::Interface(iface), F::Member(member), F::Destination(dest)];
+        let mut fields = vec![
+            F::Path(path),
+            F::Interface(iface),
+            F::Member(member),
+            F::Destination(dest),
+        ];
         if !sig.is_empty() {
             fields.push(F::Signature(sig));
         }
@@ -445,7 +475,10 @@ impl Conn {
         loop {
             let mut reply: Option<io::Result<Vec<u8>>> = None;
             self.poll(|m, _| {
-                if reply.is_none() && (m.typ == T_RETURN || m.typ == T_ERROR) && m.reply_serial == serial {
+                if reply.is_none()
+                    && (m.typ == T_RETURN || m.typ == T_ERROR)
+                    && m.reply_serial == serial
+                {
                     reply = Some(if m.typ == T_ERROR {
                         Err(io::Error::other(format!(
                             "{member} failed: {}: {}",

@@ -66,10 +66,7 @@ pub fn header_parse(data: &[u8]) {
     let f2 = Fields::of(&h2, &fwd);
     assert_eq!(f2.sender.as_deref(), Some(":1.1"), "SENDER not replaced");
     assert_eq!(
-        Fields {
-            sender: None,
-            ..f2
-        },
+        Fields { sender: None, ..f2 },
         Fields {
             sender: None,
             ..fields
@@ -319,19 +316,28 @@ pub fn match_rule(data: &[u8]) {
             return;
         }
     };
-    assert!(rule.args.windows(2).all(|w| w[0].0 < w[1].0), "args not sorted/unique");
+    assert!(
+        rule.args.windows(2).all(|w| w[0].0 < w[1].0),
+        "args not sorted/unique"
+    );
     for n in 0..=64u8 {
         let _ = rule.arg(n);
     }
     let printed = rule.to_string();
     match MatchRule::parse(&printed) {
-        Ok(back) => assert_eq!(back, rule, "round trip through {printed:?} changed the rule"),
+        Ok(back) => assert_eq!(
+            back, rule,
+            "round trip through {printed:?} changed the rule"
+        ),
         Err(e) => assert!(
             printed.len() > MAX_RULE_LENGTH,
             "canonical text {printed:?} does not parse: {e}"
         ),
     }
-    assert!(rule.matches(&Echo(&rule)), "rule does not match its own values: {printed:?}");
+    assert!(
+        rule.matches(&Echo(&rule)),
+        "rule does not match its own values: {printed:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -413,7 +419,10 @@ pub fn sasl(data: &[u8]) {
             SaslStatus::Continue => {}
             final_status => {
                 if let SaslStatus::Authenticated { uid: Some(u), .. } = final_status {
-                    assert!(uid.is_none() || uid == Some(u), "authenticated as another uid");
+                    assert!(
+                        uid.is_none() || uid == Some(u),
+                        "authenticated as another uid"
+                    );
                 }
                 done = Some(final_status);
             }
@@ -518,7 +527,10 @@ pub fn config(data: &[u8]) {
             let _ = cp.can_own(name);
         }
         for f in &facts {
-            for (names, req) in [(&["org.freedesktop.DBus"][..], false), (&[":1.5", "com.example.Foo"][..], true)] {
+            for (names, req) in [
+                (&["org.freedesktop.DBus"][..], false),
+                (&[":1.5", "com.example.Foo"][..], true),
+            ] {
                 let v = cp.can_send(f, names, req, false);
                 let _ = (v.allowed, v.log, v.matched_rules);
                 let _ = cp.can_receive(f, names, req, !req);
@@ -549,7 +561,10 @@ pub fn service_file(data: &[u8]) {
 pub fn exec_split(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     if let Ok(words) = policy::split_exec(&text) {
-        assert!(!words.is_empty(), "split_exec returned no words without an error");
+        assert!(
+            !words.is_empty(),
+            "split_exec returned no words without an error"
+        );
     }
 }
 
@@ -559,7 +574,9 @@ mod tests {
     use super::*;
 
     fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(target);
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("corpus")
+            .join(target);
         let mut v: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| {
@@ -590,7 +607,11 @@ mod tests {
     #[test]
     fn body_seeds_validate() {
         for (name, data) in seeds("body_validate") {
-            let endian = if data[0] & 1 == 1 { Endian::Big } else { Endian::Little };
+            let endian = if data[0] & 1 == 1 {
+                Endian::Big
+            } else {
+                Endian::Little
+            };
             let n = usize::from(data[1]);
             let r = validate_body(&data[2..2 + n], &data[2 + n..], endian);
             assert!(r.is_ok(), "{name}: {r:?}");

@@ -66,8 +66,13 @@ fn mutate(rng: &mut Rng, input: &[u8], pool: &[Vec<u8>]) -> Vec<u8> {
             4 if !v.is_empty() => {
                 // Overwrite a u32 with an interesting value (either endian).
                 let i = rng.below(v.len());
-                let val: u32 = [0, 1, 0x7f, 0xff, 0x100, 0xffff, 0x0400_0000, u32::MAX][rng.below(8)];
-                let b = if rng.below(2) == 0 { val.to_le_bytes() } else { val.to_be_bytes() };
+                let val: u32 =
+                    [0, 1, 0x7f, 0xff, 0x100, 0xffff, 0x0400_0000, u32::MAX][rng.below(8)];
+                let b = if rng.below(2) == 0 {
+                    val.to_le_bytes()
+                } else {
+                    val.to_be_bytes()
+                };
                 for (k, x) in b.iter().enumerate() {
                     if let Some(slot) = v.get_mut(i + k) {
                         *slot = *x;
@@ -166,7 +171,11 @@ fn main() {
             f(data);
         }
         total_files += files.len();
-        println!("{name}: replayed {} files in {:?}", files.len(), start.elapsed());
+        println!(
+            "{name}: replayed {} files in {:?}",
+            files.len(),
+            start.elapsed()
+        );
         if iters == 0 {
             continue;
         }
@@ -178,7 +187,11 @@ fn main() {
         std::panic::set_hook(Box::new(|_| {}));
         let mut crashes = 0;
         for i in 0..iters {
-            let base: &[u8] = if pool.is_empty() { &[] } else { &pool[rng.below(pool.len())] };
+            let base: &[u8] = if pool.is_empty() {
+                &[]
+            } else {
+                &pool[rng.below(pool.len())]
+            };
             let input = mutate(&mut rng, base, &pool);
             let r = std::panic::catch_unwind(|| f(&input));
             if let Err(e) = r {
@@ -191,7 +204,10 @@ fn main() {
                 let _ = std::fs::create_dir_all(&art);
                 let out = art.join(format!("{name}-seed{seed}-iter{i}"));
                 let _ = std::fs::write(&out, &input);
-                eprintln!("{name}: PANIC at iteration {i}: {msg}\n  input written to {}", out.display());
+                eprintln!(
+                    "{name}: PANIC at iteration {i}: {msg}\n  input written to {}",
+                    out.display()
+                );
                 if crashes >= 5 {
                     break;
                 }
