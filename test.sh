@@ -5,8 +5,9 @@
 #   deps      apt-get install what is missing (only then `apt-get update`);
 #             rustup components clippy + rustfmt
 #   build     cargo build --release
-#   fmt       cargo fmt --all --check
-#   clippy    cargo clippy --workspace --all-targets -- -D warnings
+#   fmt       cargo fmt --all --check, and the same for bench/ and fuzz/ (crates
+#             of their own, outside the workspace)
+#   clippy    cargo clippy --workspace --all-targets -- -D warnings, and for bench/
 #   test      cargo test --workspace --release
 #   compat    compat-tests/run     (dbus-tests' daemon tests vs target/release/busbar)
 #   test-uring  the test and compat stages again with BUSBAR_IO_BACKEND=uring
@@ -70,8 +71,15 @@ stage_deps() {
     cargo fmt --version >/dev/null 2>&1 || die "cargo fmt unavailable"
 }
 stage_build() { cargo build --release; }
-stage_fmt() { cargo fmt --all --check; }
-stage_clippy() { cargo clippy --workspace --all-targets -- -D warnings; }
+stage_fmt() {
+    cargo fmt --all --check &&
+        cargo fmt --check --manifest-path bench/Cargo.toml &&
+        cargo fmt --check --manifest-path fuzz/Cargo.toml
+}
+stage_clippy() {
+    cargo clippy --workspace --all-targets -- -D warnings &&
+        cargo clippy --release --all-targets --manifest-path bench/Cargo.toml -- -D warnings
+}
 stage_test() { cargo test --workspace --release; }
 stage_compat() { COMPAT_NO_INSTALL=1 "$repo/compat-tests/run" "$daemon"; }
 stage_test_uring() {
@@ -143,8 +151,8 @@ if [[ ${SKIP_DEPS:-0} != 1 ]]; then
     run_stage deps "install missing packages and rustup components" stage_deps
 fi
 run_stage build "cargo build --release" stage_build
-run_stage fmt "cargo fmt --all --check" stage_fmt
-run_stage clippy "cargo clippy --workspace --all-targets -- -D warnings" stage_clippy
+run_stage fmt "cargo fmt --check (workspace, bench, fuzz)" stage_fmt
+run_stage clippy "cargo clippy -D warnings (workspace, bench)" stage_clippy
 run_stage test "cargo test --workspace --release" stage_test
 run_stage compat "compat-tests/run $daemon" stage_compat
 run_stage test-uring "cargo test --workspace --release + compat-tests/run, BUSBAR_IO_BACKEND=uring" stage_test_uring
