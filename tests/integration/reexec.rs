@@ -681,20 +681,15 @@ fn half_read_large_message_completes() {
     assert!(rx.bus.is_alive());
 }
 
-/// While the body of a large `ay` message is being spliced and its sender
-/// has stopped half way through, a re-exec is refused (after its 2 s wait
-/// for the body): the body is split between two sockets and a pipe, which
-/// the saved state cannot carry. Once the message is through, the re-exec
-/// goes ahead.
-#[test]
-fn refused_while_a_body_is_spliced() {
-    if !busbar_only("refused_while_a_body_is_spliced") {
-        return;
-    }
-    let mut rx = Rx::start("splice", Path::new(env!("CARGO_BIN_EXE_busbar")), &[]);
-    let mut r = Client::connect(&rx.bus);
+/// Connects a recipient, a sender and a third client, and has the sender
+/// write the header and the first 200 KiB of a 1 MiB `ay` call to the
+/// recipient: its body is then being spliced and stays in flight until the
+/// test writes the rest (`bytes[200 * 1024..]`). Returns the three clients,
+/// the body and the whole message.
+fn stall_a_spliced_body(rx: &Rx) -> (Client, Client, Client, Vec<u8>, Vec<u8>) {
+    let r = Client::connect(&rx.bus);
     let mut s = Client::connect(&rx.bus);
-    let mut c = Client::connect(&rx.bus);
+    let c = Client::connect(&rx.bus);
     let n = 1024 * 1024;
     let mut body = (n as u32).to_le_bytes().to_vec();
     body.extend((0..n).map(|i| (i * 7 % 251) as u8));
@@ -709,9 +704,23 @@ fn refused_while_a_body_is_spliced() {
     m.flags |= NO_REPLY_EXPECTED;
     m.serial = s.next_serial();
     let bytes = m.build();
-    // The header and a part of the body; the rest waits in the test.
     s.sock.write_all(&bytes[..200 * 1024]).unwrap();
     thread::sleep(Duration::from_millis(200));
+    (r, s, c, body, bytes)
+}
+
+/// While the body of a large `ay` message is being spliced and its sender
+/// has stopped half way through, a re-exec is refused (after its 2 s wait
+/// for the body): the body is split between two sockets and a pipe, which
+/// the saved state cannot carry. Once the message is through, the re-exec
+/// goes ahead.
+#[test]
+fn refused_while_a_body_is_spliced() {
+    if !busbar_only("refused_while_a_body_is_spliced") {
+        return;
+    }
+    let mut rx = Rx::start("splice", Path::new(env!("CARGO_BIN_EXE_busbar")), &[]);
+    let (mut r, mut s, mut c, body, bytes) = stall_a_spliced_body(&rx);
     let refused = reexec_call(&mut c);
     assert_eq!(
         error_name(&refused),
@@ -747,27 +756,7 @@ fn hopeless_reexec_does_not_wait_for_a_spliced_body() {
         return;
     }
     let rx = Rx::start("splicehope", Path::new(env!("CARGO_BIN_EXE_busbar")), &[]);
-    let r = Client::connect(&rx.bus);
-    let mut s = Client::connect(&rx.bus);
-    let mut c = Client::connect(&rx.bus);
-    let n = 1024 * 1024;
-    let mut body = (n as u32).to_le_bytes().to_vec();
-    body.extend((0..n).map(|i| (i * 7 % 251) as u8));
-    let mut m = MsgBuilder::method_call(
-        0,
-        Some(&r.unique_name),
-        "/a",
-        Some("org.example.Big"),
-        "Put",
-    )
-    .body("ay", body);
-    m.flags |= NO_REPLY_EXPECTED;
-    m.serial = s.next_serial();
-    let bytes = m.build();
-    // The header and a part of the body: the rest stays in the test, so
-    // the body stays in flight.
-    s.sock.write_all(&bytes[..200 * 1024]).unwrap();
-    thread::sleep(Duration::from_millis(200));
+    let (_r, mut s, mut c, _body, bytes) = stall_a_spliced_body(&rx);
     fs::remove_file(&rx.bin).unwrap();
     let start = Instant::now();
     let refused = reexec_call(&mut c);
