@@ -22,6 +22,7 @@ mod backend;
 mod bufring;
 mod epoll;
 mod handoff;
+mod multishot;
 mod uring;
 
 use backend::{Event, Io, RxEnd};
@@ -691,6 +692,7 @@ impl Loop {
                 TurnEnd::Gone => self.ready.done(id),
                 TurnEnd::Throttled => {
                     self.ready.done(id);
+                    self.io.pause(id);
                     if !self.throttled.contains(&id) {
                         self.throttled.push(id);
                     }
@@ -843,7 +845,7 @@ impl Loop {
             !p.closing && p.large_rx.is_none() && p.splice_in.is_none() && !p.inbuf.is_empty()
         });
         if leftover {
-            msgs -= bus.process_input(id, msgs);
+            msgs -= self.frame(bus, id, msgs);
         }
         loop {
             let Some(p) = bus.peer_mut(id) else {
@@ -878,7 +880,13 @@ impl Loop {
                 // Back-pressure: read no more until its messages drain.
                 return TurnEnd::Throttled;
             }
-            match self.io.rx_end(id) {
+            let spilled = bus.peer(id).is_some_and(|p| !p.rx_spill.is_empty());
+            // Bytes taken from the socket already come first.
+            match if spilled {
+                RxEnd::Open
+            } else {
+                self.io.rx_end(id)
+            } {
                 RxEnd::Open => {}
                 // io_uring's receive was short: as after a short read.
                 RxEnd::Dry => {
@@ -900,7 +908,7 @@ impl Loop {
                 // The rest of a large message goes straight into its buffer.
                 let spare = rx.spare();
                 let lim = spare.len().min(bytes);
-                match p.stream.recv(&mut spare[..lim], &mut fds) {
+                match recv_input(&mut p.rx_spill, &p.stream, &mut spare[..lim], &mut fds) {
                     Ok(0) => {
                         bus.close(id);
                         return TurnEnd::Gone;
@@ -908,12 +916,15 @@ impl Loop {
                     Ok(n) => {
                         bytes -= n;
                         let done = rx.advance(n);
-                        let short = n < lim && fds.is_empty() && !self.read_closed.contains(&id);
+                        let short = !spilled
+                            && n < lim
+                            && fds.is_empty()
+                            && !self.read_closed.contains(&id);
                         p.in_fds.extend(fds);
                         if done {
                             bus.finish_large_message(id);
                             msgs -= 1;
-                            msgs -= bus.process_input(id, msgs);
+                            msgs -= self.frame(bus, id, msgs);
                         } else {
                             bus.check_pending_fds(id);
                         }
@@ -932,11 +943,11 @@ impl Loop {
             }
             // Straight into the connection's receive chunk, which the
             // messages are then sliced out of.
-            let stream = &p.stream;
+            let (stream, spill) = (&p.stream, &mut p.rx_spill);
             let mut asked = 0;
             match p.inbuf.fill(bytes, |buf| {
                 asked = buf.len();
-                stream.recv(buf, &mut fds)
+                recv_input(spill, stream, buf, &mut fds)
             }) {
                 Ok(0) => {
                     bus.close(id);
@@ -944,9 +955,10 @@ impl Loop {
                 }
                 Ok(n) => {
                     bytes -= n;
-                    let short = n < asked && fds.is_empty() && !self.read_closed.contains(&id);
+                    let short =
+                        !spilled && n < asked && fds.is_empty() && !self.read_closed.contains(&id);
                     p.in_fds.extend(fds);
-                    msgs -= bus.process_input(id, msgs);
+                    msgs -= self.frame(bus, id, msgs);
                     if short {
                         // As on EAGAIN below: an idle connection holds no
                         // receive chunk.
@@ -968,6 +980,22 @@ impl Loop {
                 }
             }
         }
+    }
+
+    /// Frames and dispatches up to `msgs` of connection `id`'s buffered
+    /// messages; if the framing found a body to splice while a receive of
+    /// the backend was armed on the socket, takes the receive back and
+    /// frames again. Returns how many it dispatched.
+    fn frame(&mut self, bus: &mut Bus, id: u64, msgs: usize) -> usize {
+        let mut n = bus.process_input(id, msgs);
+        if bus
+            .peer_mut(id)
+            .is_some_and(|p| std::mem::take(&mut p.rx_release))
+        {
+            self.io.release(bus, id);
+            n += bus.process_input(id, msgs - n);
+        }
+        n
     }
 
     /// A read returned less than it asked for: the stream socket had no
@@ -1041,5 +1069,20 @@ impl Loop {
             }
             self.flush(bus);
         }
+    }
+}
+
+/// Reads connection input into `buf`: what a receive already took from
+/// the socket (`spill`) first, then the socket.
+fn recv_input(
+    spill: &mut crate::transport::spill::Spill,
+    stream: &crate::transport::stream::Stream,
+    buf: &mut [u8],
+    fds: &mut Vec<std::os::fd::OwnedFd>,
+) -> io::Result<usize> {
+    if spill.is_empty() {
+        stream.recv(buf, fds)
+    } else {
+        Ok(spill.read(buf, fds))
     }
 }

@@ -73,6 +73,9 @@ impl Bus {
             splice_in: None,
             splice_wait: false,
             splice_deadline: None,
+            rx_spill: Default::default(),
+            rx_ring: false,
+            rx_release: false,
             in_fds: VecDeque::new(),
             out: VecDeque::new(),
             write_interest: false,
@@ -367,7 +370,12 @@ impl Bus {
                 }
             };
             if avail < total {
-                if total >= super::splice::threshold() {
+                if total >= super::splice::threshold() && p.rx_ring {
+                    // A receive armed on the socket could take the body's
+                    // bytes: the loop takes it back and frames again.
+                    p.rx_release = true;
+                    break;
+                } else if total >= super::splice::threshold() {
                     match self.try_splice(id, total) {
                         super::splice::Start::Started => break,
                         super::splice::Start::Wait => {

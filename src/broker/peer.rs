@@ -450,6 +450,16 @@ pub struct Peer {
     /// It waits for its recipients (one of its pipes, or spill room) until
     /// then at the latest (see [`super::splice::PATIENCE`]).
     pub splice_deadline: Option<std::time::Instant>,
+    /// Bytes (and fds) a receive of the io_uring backend took from the
+    /// socket that had no room yet: read before the socket.
+    pub rx_spill: crate::transport::spill::Spill,
+    /// A multishot receive of the io_uring backend is armed on the socket:
+    /// it may take the socket's bytes at the next wait, so nothing may be
+    /// spliced from it meanwhile.
+    pub rx_ring: bool,
+    /// The framing wants the socket to itself (a body to splice): the loop
+    /// takes the receive back, then frames again.
+    pub rx_release: bool,
     /// Fds received but not yet attached to a message.
     pub in_fds: VecDeque<OwnedFd>,
     /// Outgoing queue.

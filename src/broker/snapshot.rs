@@ -325,11 +325,16 @@ impl MsgTable {
 
 /// Puts the bytes a connection had read but not yet framed back: into its
 /// receive chunk, or, for the start of a large message (more than a chunk
-/// holds), into a buffer of its own as the framing would have.
+/// holds), into a buffer of its own as the framing would have. More than
+/// a chunk that is not one message's start (io_uring's receives took more
+/// than the chunk had room for: see transport::spill) fills the chunk, and
+/// the rest waits in the connection's spill.
 fn restore_input(p: &mut Peer, bytes: &[u8], max: usize) -> Result<(), String> {
-    if bytes.len() <= CHUNK_SIZE {
+    let whole = bytes.len() > CHUNK_SIZE
+        && crate::wire::header::frame_len(bytes, max).is_ok_and(|t| t <= bytes.len());
+    if bytes.len() <= CHUNK_SIZE || whole {
         let mut at = 0;
-        while at < bytes.len() {
+        while at < bytes.len().min(CHUNK_SIZE) {
             let n = p
                 .inbuf
                 .fill(bytes.len() - at, |room| {
@@ -342,13 +347,11 @@ fn restore_input(p: &mut Peer, bytes: &[u8], max: usize) -> Result<(), String> {
             }
             at += n;
         }
+        p.rx_spill.push(&bytes[at..], Vec::new());
         return Ok(());
     }
     let total = crate::wire::header::frame_len(bytes, max)
         .map_err(|e| corrupt(&format!("a half-read large message: {e}")))?;
-    if total <= bytes.len() {
-        return Err(corrupt("a large message saved as half-read is whole"));
-    }
     p.large_rx = Some(super::peer::LargeRx::new(bytes, total, &p.live));
     Ok(())
 }
@@ -398,6 +401,9 @@ impl Bus {
                 inbuf.extend_from_slice(rx.received());
             }
             inbuf.extend_from_slice(p.inbuf.data());
+            for b in p.rx_spill.bytes() {
+                inbuf.extend_from_slice(b);
+            }
             let out = p.out.iter().map(|m| table.out(m, &lives)).collect();
             peers.push(PeerSnap {
                 id,
@@ -411,7 +417,12 @@ impl Bus {
                 unique_name: p.unique_name.as_deref().map(str::to_string),
                 unix_fd: p.unix_fd,
                 inbuf: Bytes(inbuf),
-                in_fds: p.in_fds.iter().map(|f| f.as_raw_fd()).collect(),
+                in_fds: p
+                    .in_fds
+                    .iter()
+                    .map(|f| f.as_raw_fd())
+                    .chain(p.rx_spill.raw_fds())
+                    .collect(),
                 out,
                 out_pos: p.out_pos as u64,
                 names: p.names.iter().map(|n| n.to_string()).collect(),

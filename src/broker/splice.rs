@@ -360,6 +360,28 @@ impl Bus {
         }
     }
 
+    /// Writes the first `n` bytes of connection `id`'s spill into `pipe`
+    /// (which has room for them, with what it holds). The spill's fds go
+    /// with the connection's others. False (the connection is closed)
+    /// when the pipe did not take them all.
+    fn spill_into(&mut self, id: u64, pipe: &Pipe, mut n: usize) -> bool {
+        let Some(p) = self.peers.get_mut(&id) else {
+            return false;
+        };
+        while n > 0 {
+            let front = p.rx_spill.front();
+            let k = front.len().min(n);
+            if k == 0 || !matches!(pipe.write(&front[..k]), Ok(w) if w == k) {
+                // Not expected: an empty pipe takes its capacity.
+                self.protocol_violation(id, "a large body could not be moved to its pipe");
+                return false;
+            }
+            p.rx_spill.consume(k, &mut p.in_fds);
+            n -= k;
+        }
+        true
+    }
+
     fn try_start(&mut self, id: u64, total: usize) -> bool {
         let Some(p) = self.peers.get(&id) else {
             return false;
@@ -387,11 +409,18 @@ impl Bus {
         let Some(msg) = parsed.copied_prefix(head_len, |b| MsgBytes::Owned(b.to_vec())) else {
             return false;
         };
+        // Bytes of the body that a receive already took from the socket
+        // beyond the receive chunk (io_uring: transport::spill).
+        let spilled = p.rx_spill.len().min(total - read);
         let Some(pipe) = Pipe::take(rest) else {
             return false;
         };
         // The part of the array already read goes into the pipe first.
         let early = &prefix[head_len..read];
+        if early.len() + spilled > pipe.capacity() {
+            pipe.give_back();
+            return false;
+        }
         if !early.is_empty() {
             match pipe.write(early) {
                 Ok(n) if n == early.len() => {}
@@ -401,13 +430,12 @@ impl Bus {
                 }
             }
         }
-        let job = Rc::new(SpliceBody::new(
-            pipe,
-            id,
-            r,
-            rest - early.len(),
-            early.len(),
-        ));
+        let early_len = early.len() + spilled;
+        if spilled > 0 && !self.spill_into(id, &pipe, spilled) {
+            pipe.discard();
+            return true;
+        }
+        let job = Rc::new(SpliceBody::new(pipe, id, r, rest - early_len, early_len));
         let max_fds = self.config.limits.max_message_unix_fds as usize;
         let Some(p) = self.peers.get_mut(&id) else {
             return false;

@@ -120,7 +120,7 @@ impl Io {
 
     /// Connection `id`'s turn ended with nothing more to read now (epoll:
     /// the next edge says when; io_uring may arm a receive).
-    pub fn turn_drained(&mut self, bus: &Bus, id: u64) {
+    pub fn turn_drained(&mut self, bus: &mut Bus, id: u64) {
         if let Io::Uring(u) = self {
             u.turn_drained(bus, id);
         }
@@ -131,6 +131,22 @@ impl Io {
     pub fn reclaim(&mut self, bus: &mut Bus, id: u64) {
         if let Io::Uring(u) = self {
             u.reclaim(bus, id);
+        }
+    }
+
+    /// Connection `id`'s framing asked for its socket to itself
+    /// (`Peer::rx_release`): io_uring takes back its multishot receive.
+    pub fn release(&mut self, bus: &mut Bus, id: u64) {
+        if let Io::Uring(u) = self {
+            u.release(bus, id);
+        }
+    }
+
+    /// Connection `id` is throttled: io_uring cancels its multishot
+    /// receive.
+    pub fn pause(&mut self, id: u64) {
+        if let Io::Uring(u) = self {
+            u.pause(id);
         }
     }
 

@@ -22,27 +22,43 @@
 //! Messages carrying fds go out with a plain sendmsg, as with epoll.
 //!
 //! Receives: a connection whose turn ended with its socket dry gets a
-//! one-shot IORING_OP_RECVMSG (IOSQE_BUFFER_SELECT from a registered
-//! provided-buffer ring, src/daemon/bufring.rs; IORING_RECVSEND_POLL_FIRST)
-//! in place of a readiness poll; it rides in the io_uring_enter that
-//! submits the round's sends and waits. Its completion brings the bytes
-//! (copied once, from the provided buffer into the connection's receive
-//! chunk, where messages are sliced out as with epoll) and the SCM_RIGHTS
-//! fds (the msghdr's control buffer, MSG_CMSG_CLOEXEC), so a call and its
-//! reply cost no recvmsg syscall. One-shot, not multishot: a receive is
-//! armed only when the loop would read that connection next anyway (a
-//! turn that found the socket dry), never while its input is throttled,
-//! waits for the user database or a pipe, or is a large message read in
-//! place or spliced (then a multishot poll watches it, as before, and the loop reads
-//! or splices itself, as with epoll), and at most [`bufring::SIZE`] bytes
-//! and no more than its receive chunk has room for. So the budgets,
-//! back-pressure and splicing see the same bytes in the same order as with
-//! epoll. A turn that would begin while a receive is in flight (a wake-up
-//! from elsewhere) first cancels it and waits for its completion; so does a
-//! re-exec, for every connection, so all bytes taken from the sockets are
-//! in the receive chunks the state saves. A completion that fills its
-//! buffer leaves the rest to the loop's recvmsg (the socket may hold more);
-//! ENOBUFS (more completions in one wait than buffers) too.
+//! multishot IORING_OP_RECVMSG (IORING_RECV_MULTISHOT, IOSQE_BUFFER_SELECT
+//! from a registered provided-buffer ring, src/daemon/bufring.rs) in place
+//! of a readiness poll; it rides in the io_uring_enter that submits the
+//! round's sends and waits, and stays armed: every arrival posts a
+//! completion with the bytes (copied once, from the provided buffer into
+//! the connection's receive chunk, where messages are sliced out as with
+//! epoll, or into its spill when the chunk has no room or bytes wait
+//! before them) and the SCM_RIGHTS fds (MSG_CMSG_CLOEXEC), so a call and
+//! its reply cost no recvmsg syscall and no receive is prepared again per
+//! message. src/daemon/multishot.rs says how the budgets, back-pressure,
+//! large messages and splices keep seeing the bytes in the order epoll
+//! would: the receive is cancelled when the connection is throttled, or
+//! its turn ends in a state the loop reads itself (then a multishot poll
+//! watches it and the loop reads or splices itself, as with epoll), and
+//! a body to splice takes it back first.
+//!
+//! Where the multishot probe fails at start-up, or with
+//! `BUSBAR_URING_MULTISHOT=off`, the receives are one-shot: armed only
+//! when the loop would read that connection next anyway (a turn that
+//! found the socket dry), never while its input is throttled, waits for
+//! the user database or a pipe, or is a large message read in place or
+//! spliced, and for at most [`bufring::SIZE`] bytes and no more than its
+//! receive chunk has room for. A turn that would begin while a one-shot
+//! receive is in flight (a wake-up from elsewhere) first cancels it and
+//! waits for its completion; a re-exec does so for every receive, one-shot
+//! or multishot, so all bytes taken from the sockets are in the receive
+//! chunks and spills the state saves. A completion that fills its buffer
+//! leaves the rest to the loop's recvmsg (the socket may hold more);
+//! ENOBUFS (more completions in one wait than buffers) too, and a
+//! multishot receive that ends that way is armed again at the end of the
+//! next turn that finds the socket dry.
+//!
+//! Bodies are spliced with splice(2) here too, not IORING_OP_SPLICE:
+//! bench/src/uring_splice.rs measured it losing to splice(2) at every size
+//! from 64 KiB to 1 MiB (the kernel runs each splice entry in an io-wq
+//! worker thread; bench/README.md, "IORING_OP_SPLICE: measured, not
+//! used").
 //!
 //! This needs IORING_SETUP_DEFER_TASKRUN: receives then run only inside
 //! this thread's io_uring_enter, so one without a completion has taken
@@ -71,6 +87,7 @@ use crate::broker::peer::Flush;
 use crate::transport::rxbuf::CHUNK_SIZE;
 
 use super::bufring::{self, BufRing};
+use super::multishot;
 
 /// Slices per send: IOV_MAX (UIO_MAXIOV). More than epoll's flush puts in
 /// one sendmsg, as a peer gets one send per round here (epoll's flush
@@ -159,7 +176,7 @@ struct SendSlot {
 /// the socket dry, so it waits for readiness before trying.
 const RECV_POLL_FIRST: u16 = 1;
 /// Control-message room: SCM_RIGHTS with 64 fds (as a plain recv takes).
-const CMSG_WORDS: usize = 34;
+pub(super) const CMSG_WORDS: usize = 34;
 
 /// What the loop learns at the next read step of a connection's turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,21 +192,25 @@ pub(super) enum RxEnd {
 
 /// A connection's receive: its msghdr and control buffer (which the
 /// kernel writes until the completion), boxed so they never move.
-struct RxSlot {
-    msg: libc::msghdr,
+pub(super) struct RxSlot {
+    pub(super) msg: libc::msghdr,
     iov: libc::iovec,
-    cmsg: [u64; CMSG_WORDS],
-    fd: RawFd,
+    pub(super) cmsg: [u64; CMSG_WORDS],
+    pub(super) fd: RawFd,
     /// Bytes the armed receive may bring.
     asked: usize,
-    recv_armed: bool,
+    pub(super) recv_armed: bool,
+    /// The armed receive is multishot (src/daemon/multishot.rs).
+    pub(super) multi: bool,
+    /// Its cancellation is on the way.
+    pub(super) cancelling: bool,
     poll_armed: bool,
     /// Bytes delivered since the connection's last turn began.
-    delivered: usize,
-    end: RxEnd,
+    pub(super) delivered: usize,
+    pub(super) end: RxEnd,
     /// The connection is gone; the slot waits for its receive's
     /// completion.
-    closed: bool,
+    pub(super) closed: bool,
 }
 
 pub(super) struct Uring {
@@ -214,6 +235,10 @@ pub(super) struct Uring {
     more_to_send: bool,
     /// Short sends end the wait (the probe saw the linked NOP cancelled).
     linked: bool,
+    /// Ring receives are multishot (the probe passed, and they are wanted).
+    multishot: bool,
+    /// Connections whose multishot receive is to be cancelled after a reap.
+    cancels: Vec<u64>,
     /// The workers' eventfd.
     wake_fd: Option<OwnedFd>,
     /// Readiness reaped by [`Uring::settle`], for the next wait.
@@ -226,7 +251,7 @@ pub(super) struct Uring {
 }
 
 impl RxSlot {
-    fn new(fd: RawFd) -> RxSlot {
+    pub(super) fn new(fd: RawFd) -> RxSlot {
         RxSlot {
             // SAFETY: an all-zero msghdr is a valid empty one.
             msg: unsafe { std::mem::zeroed() },
@@ -238,6 +263,8 @@ impl RxSlot {
             fd,
             asked: 0,
             recv_armed: false,
+            multi: false,
+            cancelling: false,
             poll_armed: false,
             delivered: 0,
             end: RxEnd::Open,
@@ -273,30 +300,11 @@ impl RxSlot {
         // size_t with glibc, socklen_t with musl.
         #[allow(clippy::unnecessary_cast)]
         let len = (self.msg.msg_controllen as usize).min(std::mem::size_of_val(&self.cmsg));
-        self.msg.msg_controllen = len as _;
-        self.msg.msg_control = self.cmsg.as_mut_ptr().cast();
-        // SAFETY: `msg` describes this slot's control buffer, of which the
-        // kernel filled the first `len` bytes with control messages (the
-        // completion was reaped, so nothing writes them now); the CMSG_*
-        // macros only step through those bytes, bounded by msg_controllen.
-        unsafe {
-            let mut c = libc::CMSG_FIRSTHDR(&self.msg);
-            while !c.is_null() {
-                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                    let data = libc::CMSG_DATA(c);
-                    let bytes = ((*c).cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize);
-                    for i in 0..bytes / std::mem::size_of::<RawFd>() {
-                        let raw = std::ptr::read_unaligned(
-                            data.add(i * std::mem::size_of::<RawFd>()).cast::<RawFd>(),
-                        );
-                        // The kernel installed this descriptor for us with
-                        // this SCM_RIGHTS message; nothing else owns it.
-                        fds.push(OwnedFd::from_raw_fd(raw));
-                    }
-                }
-                c = libc::CMSG_NXTHDR(&self.msg, c);
-            }
+        let mut bytes = [0u8; CMSG_WORDS * 8];
+        for (b, w) in bytes.chunks_mut(8).zip(self.cmsg.iter()) {
+            b.copy_from_slice(&w.to_ne_bytes());
         }
+        multishot::fds_in(&bytes[..len], fds);
         self.msg.msg_controllen = 0;
         self.msg.msg_flags & libc::MSG_CTRUNC != 0
     }
@@ -358,6 +366,8 @@ impl Uring {
             sending: HashSet::default(),
             more_to_send: false,
             linked: false,
+            multishot: false,
+            cancels: Vec::new(),
             wake_fd: None,
             stash: Vec::new(),
             rearm: Vec::new(),
@@ -371,6 +381,8 @@ impl Uring {
                 u.bufs = Some(b);
                 if !u.probe_recv().unwrap_or(false) {
                     u.bufs = None;
+                } else if multishot::wanted() {
+                    u.multishot = multishot::probe(&mut u).unwrap_or(false);
                 }
             }
         }
@@ -380,6 +392,50 @@ impl Uring {
     /// Whether the receives go through the ring.
     pub fn ring_receives(&self) -> bool {
         self.bufs.is_some()
+    }
+
+    /// Whether the ring receives are multishot.
+    #[cfg(test)]
+    pub fn multishot(&self) -> bool {
+        self.bufs.is_some() && self.multishot
+    }
+
+    /// Queues an entry (for the probes).
+    pub(super) fn push_entry(&mut self, e: &squeue::Entry) {
+        self.push(e);
+    }
+
+    /// Submits, waits up to 200 ms for a completion, and returns the
+    /// result and flags of those tagged `user_data` (for the probes).
+    pub(super) fn wait_completions(&mut self, user_data: u64) -> io::Result<Vec<(i32, u32)>> {
+        let ts = types::Timespec::new().nsec(200_000_000);
+        match self
+            .ring
+            .submitter()
+            .submit_with_args(1, &types::SubmitArgs::new().timespec(&ts))
+        {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(self
+            .ring
+            .completion()
+            .filter(|c| c.user_data() == user_data)
+            .map(|c| (c.result(), c.flags()))
+            .collect())
+    }
+
+    /// The first `len` bytes of provided buffer `bid` (for the probes).
+    pub(super) fn ring_buffer(&self, bid: u16, len: usize) -> Option<&[u8]> {
+        self.bufs.as_ref().map(|r| r.data(bid, len))
+    }
+
+    /// Gives provided buffer `bid` back (for the probes).
+    pub(super) fn recycle_buffer(&mut self, bid: u16) {
+        if let Some(r) = &mut self.bufs {
+            r.recycle(bid);
+        }
     }
 
     /// Whether a receive from the buffer ring waits for data on a
@@ -586,25 +642,45 @@ impl Uring {
     /// Connection `id`'s turn ended with nothing more to read for now:
     /// arms its receive when the loop would next read it anyway, else a
     /// multishot poll (see the module).
-    pub fn turn_drained(&mut self, bus: &Bus, id: u64) {
+    pub fn turn_drained(&mut self, bus: &mut Bus, id: u64) {
+        let waits = bus.awaits_userdb(id);
         let Some(slot) = self.rx.get_mut(&id) else {
             return;
         };
-        if slot.recv_armed {
-            return;
-        }
-        let Some(p) = bus.peer(id) else {
+        let Some(p) = bus.peer_mut(id) else {
             return;
         };
         if p.closing {
             return;
         }
-        let plain = p.large_rx.is_none()
-            && p.splice_in.is_none()
-            && !p.splice_wait
-            && !bus.awaits_userdb(id);
+        let plain = p.large_rx.is_none() && p.splice_in.is_none() && !p.splice_wait && !waits;
+        if slot.recv_armed {
+            if slot.multi && !plain && !slot.cancelling {
+                // The loop reads this one itself for now: its last
+                // completion says when to.
+                slot.cancelling = true;
+                let c = opcode::AsyncCancel::new(encode(KIND_RECV, id as usize))
+                    .build()
+                    .user_data(encode(KIND_IGNORE, 0));
+                self.push(&c);
+            }
+            return;
+        }
         let room = CHUNK_SIZE.saturating_sub(p.inbuf.len()).min(bufring::SIZE);
-        if plain && room > 0 {
+        if plain && self.multishot {
+            let cancel = std::mem::take(&mut slot.poll_armed);
+            slot.recv_armed = true;
+            slot.multi = true;
+            p.rx_ring = true;
+            let e = multishot::entry(slot, encode(KIND_RECV, id as usize));
+            if cancel {
+                let c = opcode::AsyncCancel::new(encode(KIND_RPOLL, id as usize))
+                    .build()
+                    .user_data(encode(KIND_IGNORE, 0));
+                self.push(&c);
+            }
+            self.push(&e);
+        } else if plain && room > 0 {
             let cancel = std::mem::take(&mut slot.poll_armed);
             slot.asked = room;
             slot.recv_armed = true;
@@ -631,11 +707,41 @@ impl Uring {
             .map_or(0, |s| std::mem::take(&mut s.delivered))
     }
 
-    /// What the last receive said about the socket, forgotten once told.
+    /// What the last receive said about the socket, forgotten once told;
+    /// while a multishot receive is armed (and not being cancelled), Dry:
+    /// it brings what arrives.
     pub fn rx_end(&mut self, id: u64) -> RxEnd {
-        self.rx
-            .get_mut(&id)
-            .map_or(RxEnd::Open, |s| std::mem::replace(&mut s.end, RxEnd::Open))
+        let Some(s) = self.rx.get_mut(&id) else {
+            return RxEnd::Open;
+        };
+        match std::mem::replace(&mut s.end, RxEnd::Open) {
+            RxEnd::Open if s.recv_armed && s.multi && !s.cancelling => RxEnd::Dry,
+            end => end,
+        }
+    }
+
+    /// Connection `id`'s framing wants its socket to itself (a body to
+    /// splice): its receive is taken back, and what it brought is in the
+    /// receive chunk or the spill when this returns.
+    pub fn release(&mut self, bus: &mut Bus, id: u64) {
+        if self.rx.get(&id).is_some_and(|s| s.recv_armed) {
+            self.reclaim_all(bus, &[id]);
+        }
+    }
+
+    /// Connection `id` is throttled: a multishot receive is cancelled (it
+    /// would bring bytes the loop is not to read yet).
+    pub fn pause(&mut self, id: u64) {
+        let Some(s) = self.rx.get_mut(&id) else {
+            return;
+        };
+        if s.recv_armed && s.multi && !s.cancelling {
+            s.cancelling = true;
+            let c = opcode::AsyncCancel::new(encode(KIND_RECV, id as usize))
+                .build()
+                .user_data(encode(KIND_IGNORE, 0));
+            self.push(&c);
+        }
     }
 
     /// The loop is about to work on connection `id` outside the turn the
@@ -643,7 +749,8 @@ impl Uring {
     /// its completion awaited (what it brought is then in the receive
     /// chunk), so the loop's own reads and splices cannot be overtaken.
     pub fn reclaim(&mut self, bus: &mut Bus, id: u64) {
-        if !self.rx.get(&id).is_some_and(|s| s.recv_armed) {
+        // A multishot receive stays (see src/daemon/multishot.rs).
+        if !self.rx.get(&id).is_some_and(|s| s.recv_armed && !s.multi) {
             return;
         }
         self.reclaim_all(bus, &[id]);
@@ -1011,6 +1118,25 @@ impl Uring {
                     }
                     events.push(poll_event(token, res));
                 }
+                KIND_RECV if self.rx.get(&(token as u64)).is_some_and(|s| s.multi) => {
+                    let id = token as u64;
+                    let Some(slot) = self.rx.get_mut(&id) else {
+                        continue;
+                    };
+                    let gone = multishot::received(
+                        slot,
+                        &mut self.bufs,
+                        bus,
+                        events,
+                        token,
+                        res,
+                        c.flags(),
+                        &mut self.cancels,
+                    );
+                    if gone {
+                        self.rx.remove(&id);
+                    }
+                }
                 KIND_RECV => received(
                     &mut self.rx,
                     &mut self.bufs,
@@ -1020,12 +1146,26 @@ impl Uring {
                     res,
                     c.flags(),
                 ),
-                _ => {}
+                _ => {
+                    // Nothing of ours takes a buffer here; were one
+                    // taken, it goes back.
+                    if let (Some(b), Some(r)) = (cqueue::buffer_select(c.flags()), &mut self.bufs) {
+                        r.recycle(b);
+                    }
+                }
             }
         }
         for &(fd, token) in &rearm {
             self.arm(fd, token);
         }
+        let mut cancels = std::mem::take(&mut self.cancels);
+        for id in cancels.drain(..) {
+            let c = opcode::AsyncCancel::new(encode(KIND_RECV, id as usize))
+                .build()
+                .user_data(encode(KIND_IGNORE, 0));
+            self.push(&c);
+        }
+        self.cancels = cancels;
         for e in rpolls.drain(..) {
             self.push(&e);
         }
@@ -1122,6 +1262,12 @@ fn received(
     let data = ring.data(b, n);
     let mut lost = ctrunc || data.len() < n;
     match bus.peer_mut(id) {
+        Some(p) if !lost && !p.closing && !p.rx_spill.is_empty() => {
+            // Behind bytes a multishot receive kept aside (not expected:
+            // one-shot receives are armed only on a fresh connection when
+            // multishot ones are used).
+            p.rx_spill.push(data, fds);
+        }
         Some(p) if !lost && !p.closing && p.large_rx.is_none() && p.splice_in.is_none() => {
             let mut off = 0;
             while off < data.len() {
@@ -1192,6 +1338,7 @@ mod tests {
                 assert!(!disabled, "io_uring is disabled, yet the probe passed");
                 eprintln!("sends and wait in one io_uring_enter: {}", u.linked);
                 eprintln!("receives through the ring: {}", u.ring_receives());
+                eprintln!("multishot receives: {}", u.multishot());
             }
             Err(e) => assert!(
                 disabled || std::env::var_os("CI").is_none(),

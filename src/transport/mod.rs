@@ -7,5 +7,6 @@ pub mod listener;
 pub mod pool;
 pub mod rxbuf;
 pub mod sasl;
+pub mod spill;
 pub mod splice;
 pub mod stream;
