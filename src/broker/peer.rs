@@ -286,8 +286,13 @@ pub type Shared = Pooled<Inbound>;
 pub mod buffers {
     use std::cell::RefCell;
 
-    /// Buffers kept at most.
-    const KEEP: usize = 8;
+    /// Buffers kept at most: as many as 64 calls of 64 KiB in flight
+    /// use (with 8 kept, most of them were fresh, zeroed pages: the
+    /// memset alone was 4.6% of the daemon's samples under that load,
+    /// bench/README.md).
+    const KEEP: usize = 72;
+    /// Bytes kept at most, all buffers together.
+    const KEEP_BYTES: usize = 8 * 1024 * 1024;
     /// Largest buffer kept.
     const MAX_KEPT: usize = 4 * 1024 * 1024;
     /// Smallest buffer worth keeping.
@@ -295,6 +300,8 @@ pub mod buffers {
 
     thread_local! {
         static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+        /// The capacity of the buffers in POOL.
+        static KEPT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
 
     /// A buffer of exactly `len` bytes (contents unspecified but
@@ -303,7 +310,9 @@ pub mod buffers {
         let reused = POOL.with(|p| {
             let mut p = p.borrow_mut();
             let i = p.iter().position(|b| b.capacity() >= len)?;
-            Some(p.swap_remove(i))
+            let b = p.swap_remove(i);
+            KEPT.with(|k| k.set(k.get().saturating_sub(b.capacity())));
+            Some(b)
         });
         match reused {
             Some(mut b) => {
@@ -321,9 +330,13 @@ pub mod buffers {
         if !(MIN_KEPT..=MAX_KEPT).contains(&cap) {
             return;
         }
+        if KEPT.with(|k| k.get()) + cap > KEEP_BYTES {
+            return;
+        }
         POOL.with(|p| {
             let mut p = p.borrow_mut();
             if p.len() < KEEP {
+                KEPT.with(|k| k.set(k.get() + cap));
                 p.push(b);
             }
         });
