@@ -204,6 +204,12 @@ pub(super) struct RxSlot {
     pub(super) multi: bool,
     /// Its cancellation is on the way.
     pub(super) cancelling: bool,
+    /// The connection's message and byte counts when its receive was
+    /// last armed, and whether its messages since were large on average
+    /// (see [`Uring::turn_drained`]).
+    seen_msgs: u64,
+    seen_bytes: u64,
+    large: bool,
     poll_armed: bool,
     /// Bytes delivered since the connection's last turn began.
     pub(super) delivered: usize,
@@ -265,6 +271,9 @@ impl RxSlot {
             recv_armed: false,
             multi: false,
             cancelling: false,
+            seen_msgs: 0,
+            seen_bytes: 0,
+            large: false,
             poll_armed: false,
             delivered: 0,
             end: RxEnd::Open,
@@ -667,7 +676,20 @@ impl Uring {
             return;
         }
         let room = CHUNK_SIZE.saturating_sub(p.inbuf.len()).min(bufring::SIZE);
-        if plain && self.multishot {
+        // A connection sending large messages (a chunk's worth or more on
+        // average since its receive was last armed) gets one-shot
+        // receives: a multishot one would take its bodies through the
+        // ring's buffers and the spill (copied twice more, bench/README.md)
+        // instead of reading them in place or splicing them.
+        let (msgs, bytes) = (p.stats.in_msgs, p.stats.in_bytes);
+        if let Some(avg) = bytes
+            .saturating_sub(slot.seen_bytes)
+            .checked_div(msgs.saturating_sub(slot.seen_msgs))
+        {
+            slot.large = avg >= CHUNK_SIZE as u64;
+        }
+        (slot.seen_msgs, slot.seen_bytes) = (msgs, bytes);
+        if plain && self.multishot && !slot.large {
             let cancel = std::mem::take(&mut slot.poll_armed);
             slot.recv_armed = true;
             slot.multi = true;
