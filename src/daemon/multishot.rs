@@ -19,8 +19,12 @@
 //! fd limits hold a sender back as with epoll), when the connection is
 //! throttled, or its turn ends in a state the loop reads
 //! itself (a large message, a splice, a wait). A body that could be
-//! spliced takes the receive back first (`Peer::rx_release`), so no
-//! byte of it is taken into memory by the ring.
+//! spliced takes the receive back first (`Peer::rx_release`), and what
+//! of it is in the spill already goes into its pipe first. A connection
+//! whose messages are a receive chunk or more on average gets one-shot
+//! receives instead (`Uring::turn_drained`): a multishot one takes up to
+//! half a megabyte of each body through the ring's buffers and the spill
+//! before the loop sees its header (bench/README.md).
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
