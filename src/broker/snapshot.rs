@@ -333,19 +333,10 @@ fn restore_input(p: &mut Peer, bytes: &[u8], max: usize) -> Result<(), String> {
     let whole = bytes.len() > CHUNK_SIZE
         && crate::wire::header::frame_len(bytes, max).is_ok_and(|t| t <= bytes.len());
     if bytes.len() <= CHUNK_SIZE || whole {
-        let mut at = 0;
-        while at < bytes.len().min(CHUNK_SIZE) {
-            let n = p
-                .inbuf
-                .fill(bytes.len() - at, |room| {
-                    room.copy_from_slice(&bytes[at..at + room.len()]);
-                    Ok::<usize, ()>(room.len())
-                })
-                .map_err(|()| corrupt("unread input"))?;
-            if n == 0 {
-                return Err(corrupt("unread input does not fit"));
-            }
-            at += n;
+        let first = &bytes[..bytes.len().min(CHUNK_SIZE)];
+        let at = p.inbuf.fill_from(first);
+        if at < first.len() {
+            return Err(corrupt("unread input does not fit"));
         }
         p.rx_spill.push(&bytes[at..], Vec::new());
         return Ok(());

@@ -35,7 +35,7 @@ use crate::transport::rxbuf::CHUNK_SIZE;
 
 use super::backend::Event;
 use super::bufring::{self, BufRing};
-use super::uring::{RxEnd, RxSlot, CMSG_WORDS};
+use super::uring::{Cqe, RxEnd, RxSlot, CMSG_WORDS};
 
 /// Spilled bytes past which a connection's multishot receive is cancelled
 /// (the loop then reads the socket itself once the spill is read).
@@ -146,17 +146,15 @@ pub(super) fn fds_in(control: &[u8], fds: &mut Vec<OwnedFd>) {
 /// told the connection is readable. Returns whether the slot can go (the
 /// connection is gone and this was the receive's last completion); pushes
 /// the id to `cancels` when its spill grew past [`SPILL_CAP`].
-#[allow(clippy::too_many_arguments)]
 pub(super) fn received(
     slot: &mut RxSlot,
     bufs: &mut Option<BufRing>,
     bus: &mut Bus,
     events: &mut Vec<Event>,
-    token: usize,
-    res: i32,
-    flags: u32,
+    cqe: Cqe,
     cancels: &mut Vec<u64>,
 ) -> bool {
+    let Cqe { token, res, flags } = cqe;
     let id = token as u64;
     let more = cqueue::more(flags);
     let bid = cqueue::buffer_select(flags);
@@ -231,17 +229,7 @@ pub(super) fn received(
                 cancels.push(id);
             }
             if !has_fds && p.rx_spill.is_empty() && p.large_rx.is_none() && p.splice_in.is_none() {
-                while off < payload.len() {
-                    let got = p.inbuf.fill(payload.len() - off, |buf| {
-                        let k = buf.len();
-                        buf.copy_from_slice(&payload[off..off + k]);
-                        Ok::<usize, ()>(k)
-                    });
-                    match got {
-                        Ok(k) if k > 0 => off += k,
-                        _ => break,
-                    }
-                }
+                off = p.inbuf.fill_from(payload);
             }
             if off > 0 {
                 p.in_fds.extend(fds);

@@ -596,6 +596,14 @@ impl Uring {
         Ok(whole && short)
     }
 
+    /// Queues the cancellation of the entry of `kind` for token `id`.
+    fn cancel(&mut self, kind: u64, id: u64) {
+        let c = opcode::AsyncCancel::new(encode(kind, id as usize))
+            .build()
+            .user_data(encode(KIND_IGNORE, 0));
+        self.push(&c);
+    }
+
     /// Queues an entry, submitting what is queued first if the queue is
     /// full.
     fn push(&mut self, e: &squeue::Entry) {
@@ -668,10 +676,7 @@ impl Uring {
                 // The loop reads this one itself for now: its last
                 // completion says when to.
                 slot.cancelling = true;
-                let c = opcode::AsyncCancel::new(encode(KIND_RECV, id as usize))
-                    .build()
-                    .user_data(encode(KIND_IGNORE, 0));
-                self.push(&c);
+                self.cancel(KIND_RECV, id);
             }
             return;
         }
@@ -689,30 +694,21 @@ impl Uring {
             slot.large = avg >= CHUNK_SIZE as u64;
         }
         (slot.seen_msgs, slot.seen_bytes) = (msgs, bytes);
-        if plain && self.multishot && !slot.large {
+        let multi = plain && self.multishot && !slot.large;
+        if multi || (plain && room > 0) {
             let cancel = std::mem::take(&mut slot.poll_armed);
             slot.recv_armed = true;
-            slot.multi = true;
-            p.rx_ring = true;
-            let e = multishot::entry(slot, encode(KIND_RECV, id as usize));
-            if cancel {
-                let c = opcode::AsyncCancel::new(encode(KIND_RPOLL, id as usize))
-                    .build()
-                    .user_data(encode(KIND_IGNORE, 0));
-                self.push(&c);
-            }
-            self.push(&e);
-        } else if plain && room > 0 {
-            let cancel = std::mem::take(&mut slot.poll_armed);
-            slot.asked = room;
-            slot.recv_armed = true;
-            let e = slot.entry(encode(KIND_RECV, id as usize));
+            let e = if multi {
+                slot.multi = true;
+                p.rx_ring = true;
+                multishot::entry(slot, encode(KIND_RECV, id as usize))
+            } else {
+                slot.asked = room;
+                slot.entry(encode(KIND_RECV, id as usize))
+            };
             if cancel {
                 // Its last completions may still come: a spare turn.
-                let c = opcode::AsyncCancel::new(encode(KIND_RPOLL, id as usize))
-                    .build()
-                    .user_data(encode(KIND_IGNORE, 0));
-                self.push(&c);
+                self.cancel(KIND_RPOLL, id);
             }
             self.push(&e);
         } else if !slot.poll_armed {
@@ -759,10 +755,7 @@ impl Uring {
         };
         if s.recv_armed && s.multi && !s.cancelling {
             s.cancelling = true;
-            let c = opcode::AsyncCancel::new(encode(KIND_RECV, id as usize))
-                .build()
-                .user_data(encode(KIND_IGNORE, 0));
-            self.push(&c);
+            self.cancel(KIND_RECV, id);
         }
     }
 
@@ -808,10 +801,7 @@ impl Uring {
         self.reap(bus, &mut events);
         for &id in ids {
             if self.rx.get(&id).is_some_and(|s| s.recv_armed) {
-                let e = opcode::AsyncCancel::new(encode(KIND_RECV, id as usize))
-                    .build()
-                    .user_data(encode(KIND_IGNORE, 0));
-                self.push(&e);
+                self.cancel(KIND_RECV, id);
             }
         }
         while ids
@@ -842,20 +832,14 @@ impl Uring {
             }
             for (armed, kind) in [(recv, KIND_RECV), (poll, KIND_RPOLL), (true, KIND_WRITE)] {
                 if armed {
-                    let e = opcode::AsyncCancel::new(encode(kind, token))
-                        .build()
-                        .user_data(encode(KIND_IGNORE, 0));
-                    self.push(&e);
+                    self.cancel(kind, token as u64);
                 }
             }
             let _ = self.ring.submit();
             return;
         }
         for kind in [KIND_POLL, KIND_WRITE] {
-            let e = opcode::AsyncCancel::new(encode(kind, token))
-                .build()
-                .user_data(encode(KIND_IGNORE, 0));
-            self.push(&e);
+            self.cancel(kind, token as u64);
         }
         let _ = self.ring.submit();
     }
@@ -1145,29 +1129,31 @@ impl Uring {
                     let Some(slot) = self.rx.get_mut(&id) else {
                         continue;
                     };
+                    let cqe = Cqe {
+                        token,
+                        res,
+                        flags: c.flags(),
+                    };
                     let gone = multishot::received(
                         slot,
                         &mut self.bufs,
                         bus,
                         events,
-                        token,
-                        res,
-                        c.flags(),
+                        cqe,
                         &mut self.cancels,
                     );
                     if gone {
                         self.rx.remove(&id);
                     }
                 }
-                KIND_RECV => received(
-                    &mut self.rx,
-                    &mut self.bufs,
-                    bus,
-                    events,
-                    token,
-                    res,
-                    c.flags(),
-                ),
+                KIND_RECV => {
+                    let cqe = Cqe {
+                        token,
+                        res,
+                        flags: c.flags(),
+                    };
+                    received(&mut self.rx, &mut self.bufs, bus, events, cqe)
+                }
                 _ => {
                     // Nothing of ours takes a buffer here; were one
                     // taken, it goes back.
@@ -1182,10 +1168,7 @@ impl Uring {
         }
         let mut cancels = std::mem::take(&mut self.cancels);
         for id in cancels.drain(..) {
-            let c = opcode::AsyncCancel::new(encode(KIND_RECV, id as usize))
-                .build()
-                .user_data(encode(KIND_IGNORE, 0));
-            self.push(&c);
+            self.cancel(KIND_RECV, id);
         }
         self.cancels = cancels;
         for e in rpolls.drain(..) {
@@ -1213,6 +1196,15 @@ fn rpoll(fd: RawFd, id: u64) -> squeue::Entry {
 
 type RxSlots = HashMap<u64, Box<RxSlot>, BuildHasherDefault<IdHasher>>;
 
+/// A receive's completion: the connection's id (its token), the result and
+/// the flags.
+#[derive(Clone, Copy)]
+pub(super) struct Cqe {
+    pub token: usize,
+    pub res: i32,
+    pub flags: u32,
+}
+
 /// A receive of connection `token` completed with `res`: its bytes go to
 /// the connection's receive chunk, its fds to the connection's, and the
 /// loop is told it is readable.
@@ -1221,10 +1213,9 @@ fn received(
     bufs: &mut Option<BufRing>,
     bus: &mut Bus,
     events: &mut Vec<Event>,
-    token: usize,
-    res: i32,
-    flags: u32,
+    cqe: Cqe,
 ) {
+    let Cqe { token, res, flags } = cqe;
     let id = token as u64;
     let bid = cqueue::buffer_select(flags);
     let Some(slot) = rx.get_mut(&id) else {
@@ -1291,18 +1282,7 @@ fn received(
             p.rx_spill.push(data, fds);
         }
         Some(p) if !lost && !p.closing && p.large_rx.is_none() && p.splice_in.is_none() => {
-            let mut off = 0;
-            while off < data.len() {
-                let got = p.inbuf.fill(data.len() - off, |buf| {
-                    let k = buf.len();
-                    buf.copy_from_slice(&data[off..off + k]);
-                    Ok::<usize, ()>(k)
-                });
-                match got {
-                    Ok(k) if k > 0 => off += k,
-                    _ => break,
-                }
-            }
+            let off = p.inbuf.fill_from(data);
             // Never: a receive asks for no more than the chunk holds.
             lost |= off < data.len();
             let had_fds = !fds.is_empty();

@@ -210,6 +210,25 @@ impl RxBuf {
         Ok(n)
     }
 
+    /// Copies as much of `data` as the chunk has room for after the
+    /// buffered bytes (bytes another reader already took from the socket);
+    /// returns how many.
+    pub fn fill_from(&mut self, data: &[u8]) -> usize {
+        let mut off = 0;
+        while off < data.len() {
+            let got = self.fill(data.len() - off, |buf| {
+                let k = buf.len();
+                buf.copy_from_slice(&data[off..off + k]);
+                Ok::<usize, ()>(k)
+            });
+            match got {
+                Ok(k) if k > 0 => off += k,
+                _ => break,
+            }
+        }
+        off
+    }
+
     /// Releases the chunk if nothing is buffered and no message holds it
     /// (an idle connection then holds no receive memory). A chunk that
     /// messages still hold is kept, so the next reads pack in after them
