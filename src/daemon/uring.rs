@@ -115,6 +115,9 @@ const KIND_SEND: u64 = 3;
 const KIND_RECV: u64 = 4;
 /// A connection's multishot readiness poll while the loop reads it itself; the value is its id.
 const KIND_RPOLL: u64 = 5;
+/// IORING_ENTER_GETEVENTS (linux/io_uring.h), which the crate does not
+/// export.
+const ENTER_GETEVENTS: u32 = 1;
 /// Tokens this close to usize::MAX (the loop's own fds and listeners)
 /// are stored as their distance from it.
 const HIGH_TOKENS: u64 = 1 << 20;
@@ -1005,6 +1008,22 @@ impl Uring {
         let timeout = if block { timeout } else { Some(Duration::ZERO) };
         let r = match timeout {
             Some(d) if d.is_zero() && sends > 0 => self.ring.submit_and_wait(sends),
+            // A look without waiting: GETEVENTS with nothing to wait for
+            // runs the deferred task work (receives, polls) and returns.
+            // A zero timespec instead arms a timer and goes to sleep on it
+            // (a context switch per look; bench/README.md, "Multishot
+            // receives").
+            Some(d) if d.is_zero() => {
+                let queued = self.ring.submission().len() as u32;
+                // SAFETY: io_uring_enter on this ring with the entries
+                // queued (each pointing only at memory that outlives its
+                // completion, see `push`), no minimum and no argument.
+                unsafe {
+                    self.ring
+                        .submitter()
+                        .enter::<libc::sigset_t>(queued, 0, ENTER_GETEVENTS, None)
+                }
+            }
             Some(d) => {
                 let ts = types::Timespec::new()
                     .sec(d.as_secs())
