@@ -370,12 +370,14 @@ impl Bus {
                 }
             };
             if avail < total {
-                if total >= super::splice::threshold() && p.rx_ring {
-                    // A receive armed on the socket could take the body's
-                    // bytes: the loop takes it back and frames again.
-                    p.rx_release = true;
-                    break;
-                } else if total >= super::splice::threshold() {
+                if total >= super::splice::threshold() {
+                    if p.rx_ring {
+                        // A receive armed on the socket could take the
+                        // body's bytes: the loop takes it back and frames
+                        // again.
+                        p.rx_release = true;
+                        break;
+                    }
                     match self.try_splice(id, total) {
                         super::splice::Start::Started => break,
                         super::splice::Start::Wait => {

@@ -675,11 +675,10 @@ impl Uring {
         }
         let plain = p.large_rx.is_none() && p.splice_in.is_none() && !p.splice_wait && !waits;
         if slot.recv_armed {
-            if slot.multi && !plain && !slot.cancelling {
-                // The loop reads this one itself for now: its last
-                // completion says when to.
-                slot.cancelling = true;
-                self.cancel(KIND_RECV, id);
+            if !plain {
+                // The loop reads this one itself for now: a multishot
+                // receive's last completion says when to.
+                self.pause(id);
             }
             return;
         }
@@ -750,8 +749,9 @@ impl Uring {
         }
     }
 
-    /// Connection `id` is throttled: a multishot receive is cancelled (it
-    /// would bring bytes the loop is not to read yet).
+    /// Connection `id` is throttled, or read by the loop itself for now: a
+    /// multishot receive is cancelled (it would bring bytes the loop is not
+    /// to read yet).
     pub fn pause(&mut self, id: u64) {
         let Some(s) = self.rx.get_mut(&id) else {
             return;
@@ -1143,35 +1143,22 @@ impl Uring {
                     }
                     events.push(poll_event(token, res));
                 }
-                KIND_RECV if self.rx.get(&(token as u64)).is_some_and(|s| s.multi) => {
-                    let id = token as u64;
-                    let Some(slot) = self.rx.get_mut(&id) else {
-                        continue;
-                    };
-                    let cqe = Cqe {
-                        token,
-                        res,
-                        flags: c.flags(),
-                    };
-                    let gone = multishot::received(
-                        slot,
-                        &mut self.bufs,
-                        bus,
-                        events,
-                        cqe,
-                        &mut self.cancels,
-                    );
-                    if gone {
-                        self.rx.remove(&id);
-                    }
-                }
                 KIND_RECV => {
                     let cqe = Cqe {
                         token,
                         res,
                         flags: c.flags(),
                     };
-                    received(&mut self.rx, &mut self.bufs, bus, events, cqe)
+                    let id = token as u64;
+                    match self.rx.get_mut(&id) {
+                        Some(slot) if slot.multi => {
+                            let (bufs, cancels) = (&mut self.bufs, &mut self.cancels);
+                            if multishot::received(slot, bufs, bus, events, cqe, cancels) {
+                                self.rx.remove(&id);
+                            }
+                        }
+                        _ => received(&mut self.rx, &mut self.bufs, bus, events, cqe),
+                    }
                 }
                 _ => {
                     // Nothing of ours takes a buffer here; were one
