@@ -362,9 +362,6 @@ struct Loop {
     wiring: Rc<crate::wiring::Wiring>,
     /// SIGUSR2 asked for a re-exec.
     reexec_signalled: bool,
-    /// A re-exec waits for the bodies being spliced until then (see
-    /// [`Loop::reexec_due`]).
-    reexec_wait: Option<Instant>,
     listeners: Vec<Bound>,
     signals: SignalFd,
     pidfile: Option<PathBuf>,
@@ -449,7 +446,6 @@ impl Loop {
             events: Vec::new(),
             wiring,
             reexec_signalled: false,
-            reexec_wait: None,
             listeners,
             signals,
             pidfile,
@@ -542,7 +538,7 @@ impl Loop {
             .filter_map(|id| bus.peer(*id).and_then(|p| p.quota_pause))
             .filter(|&t| t > now)
             .min();
-        [Self::next_deadline(bus), pause_end, self.reexec_wait]
+        [Self::next_deadline(bus), pause_end]
             .into_iter()
             .flatten()
             .min()
@@ -638,9 +634,7 @@ impl Loop {
             self.close_pending(bus);
             self.resume_accept(bus);
             self.resume_throttled(bus);
-            if (self.reexec_signalled || !self.wiring.reexec_requests.borrow().is_empty())
-                && self.reexec_due()
-            {
+            if self.reexec_signalled || !self.wiring.reexec_requests.borrow().is_empty() {
                 // What is queued is written before the state is saved,
                 // and what was received is in it.
                 self.io.settle(bus);

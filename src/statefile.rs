@@ -44,7 +44,7 @@ const fn parse_u16(s: Option<&str>, default: u16) -> u16 {
 pub const MAJOR: u16 = parse_u16(option_env!("BUSBAR_STATE_MAJOR"), 1);
 /// The minor version this build writes; it reads every minor up to it.
 /// `BUSBAR_STATE_MINOR` at compile time overrides it.
-pub const MINOR: u16 = parse_u16(option_env!("BUSBAR_STATE_MINOR"), 0);
+pub const MINOR: u16 = parse_u16(option_env!("BUSBAR_STATE_MINOR"), 1);
 
 /// A listening socket carried over.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

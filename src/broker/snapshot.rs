@@ -78,6 +78,40 @@ pub struct MsgState {
     pub sender_uid: u32,
     /// The connection whose max_incoming_* counters it is charged to.
     pub charged_to: Option<u64>,
+    /// For a message whose body is being spliced (format 1.1): `bytes` is
+    /// its header and the values in front of the byte array, and this many
+    /// bytes follow on the wire, through the body's pipe.
+    pub rest: u64,
+    /// That body (index in `BusState::bodies`).
+    pub body: Option<u32>,
+}
+
+/// The rest of a message's body on its way from its sender's socket
+/// through a pipe to its recipient (src/broker/splice.rs; format 1.1).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BodyState {
+    /// The pipe's read end.
+    pub pipe_read: RawFd,
+    /// The pipe's write end.
+    pub pipe_write: RawFd,
+    /// The connection that sent it.
+    pub sender: u64,
+    /// The connection it is addressed to.
+    pub recipient: u64,
+    /// Bytes still in the sender's socket.
+    pub to_read: u64,
+    /// Bytes in the pipe.
+    pub in_pipe: u64,
+    /// Bytes read into memory past a full pipe and not yet written (they
+    /// follow the pipe's).
+    pub spill: Bytes,
+    /// Whether the rest of the body goes to memory too.
+    pub spilling: bool,
+    /// Whether the sender waits for its recipient to read.
+    pub parked: bool,
+    /// Whether the sender went away before all of it was read.
+    pub broken: bool,
 }
 
 /// One queued outgoing message.
@@ -148,6 +182,9 @@ pub struct PeerSnap {
     pub quota_pause_ms: Option<u64>,
     /// Debug.Stats counters.
     pub stats: PeerStats,
+    /// The body it is sending through a pipe (index in
+    /// `BusState::bodies`; format 1.1).
+    pub splice_in: Option<u32>,
 }
 
 /// A well-known name and its queue.
@@ -262,6 +299,8 @@ pub struct BusState {
     pub pending: Vec<PendingState>,
     /// The activation environment.
     pub env: Vec<(Bytes, Bytes)>,
+    /// Bodies being spliced (format 1.1).
+    pub bodies: Vec<BodyState>,
 }
 
 impl BusState {
@@ -274,6 +313,10 @@ impl BusState {
         }
         for m in &self.messages {
             v.extend(&m.fds);
+        }
+        for b in &self.bodies {
+            v.push(b.pipe_read);
+            v.push(b.pipe_write);
         }
         v
     }
@@ -293,6 +336,8 @@ fn after(now: Instant, ms: u64) -> Instant {
 struct MsgTable {
     index: HashMap<*const Inbound, u32>,
     msgs: Vec<MsgState>,
+    body_index: HashMap<*const super::splice::SpliceBody, u32>,
+    bodies: Vec<BodyState>,
 }
 
 impl MsgTable {
@@ -301,6 +346,7 @@ impl MsgTable {
         if let Some(&i) = self.index.get(&key) {
             return i;
         }
+        let body = m.splice.as_ref().map(|b| self.body(b));
         let i = self.msgs.len() as u32;
         self.msgs.push(MsgState {
             bytes: Bytes(m.bytes().to_vec()),
@@ -310,8 +356,33 @@ impl MsgTable {
                 .charge
                 .as_ref()
                 .and_then(|c| lives.get(&Rc::as_ptr(c.live())).copied()),
+            rest: m.rest as u64,
+            body,
         });
         self.index.insert(key, i);
+        i
+    }
+
+    fn body(&mut self, b: &Rc<super::splice::SpliceBody>) -> u32 {
+        let key = Rc::as_ptr(b);
+        if let Some(&i) = self.body_index.get(&key) {
+            return i;
+        }
+        let i = self.bodies.len() as u32;
+        let s = b.save();
+        self.bodies.push(BodyState {
+            pipe_read: s.pipe.0,
+            pipe_write: s.pipe.1,
+            sender: s.sender,
+            recipient: s.recipient,
+            to_read: s.to_read as u64,
+            in_pipe: s.in_pipe as u64,
+            spill: Bytes(s.spill),
+            spilling: s.spilling,
+            parked: s.parked,
+            broken: s.broken,
+        });
+        self.body_index.insert(key, i);
         i
     }
 
@@ -355,12 +426,6 @@ impl Bus {
     /// The bus's state as plain data. Err when something cannot be carried
     /// over right now (the re-exec is then refused and may be retried).
     pub fn snapshot(&self) -> Result<BusState, String> {
-        // A body half way through a pipe cannot be saved (its bytes are in
-        // the kernel, split between two sockets and the pipe): the re-exec
-        // waits until none is, as it does for a pending user lookup.
-        if super::splice::in_flight() > 0 {
-            return Err("a large message is being spliced".into());
-        }
         let now = Instant::now();
         let lives: HashMap<*const super::peer::Live, u64> = self
             .peers
@@ -422,6 +487,7 @@ impl Bus {
                 pending_fd_deadline_ms: p.pending_fd_deadline.map(|d| remaining(d, now)),
                 quota_pause_ms: p.quota_pause.map(|d| remaining(d, now)),
                 stats: p.stats,
+                splice_in: p.splice_in.as_ref().map(|b| table.body(b)),
             });
         }
         let names = self
@@ -496,6 +562,7 @@ impl Bus {
             systemd_activation: self.systemd_activation,
             address: self.address.clone(),
             messages: table.msgs,
+            bodies: table.bodies,
             peers,
             names,
             replies,
@@ -531,6 +598,7 @@ impl Bus {
             .iter()
             .flat_map(|p| std::iter::once(p.fd).chain(p.in_fds.iter().copied()))
             .chain(st.messages.iter().flat_map(|m| m.fds.iter().copied()))
+            .chain(st.bodies.iter().flat_map(|b| [b.pipe_read, b.pipe_write]))
         {
             // SAFETY: `check` verified that `fd` is open in this process
             // and that the state names it only once; the previous image
@@ -623,10 +691,72 @@ impl Bus {
             }
         }
 
+        let mut bodies = Vec::with_capacity(st.bodies.len());
+        for b in &st.bodies {
+            let pipe =
+                crate::transport::splice::Pipe::adopt(take(b.pipe_read)?, take(b.pipe_write)?)
+                    .map_err(|e| corrupt(&format!("a spliced body's pipe: {e}")))?;
+            let size = |v: u64| usize::try_from(v).map_err(|_| corrupt("a spliced body's size"));
+            bodies.push(super::splice::SpliceBody::restored(
+                pipe,
+                super::splice::SavedBody {
+                    pipe: (b.pipe_read, b.pipe_write),
+                    sender: b.sender,
+                    recipient: b.recipient,
+                    to_read: size(b.to_read)?,
+                    in_pipe: size(b.in_pipe)?,
+                    spill: b.spill.0.clone(),
+                    spilling: b.spilling,
+                    parked: b.parked,
+                    broken: b.broken,
+                },
+            ));
+        }
+        let body = |i: u32| {
+            bodies
+                .get(i as usize)
+                .cloned()
+                .ok_or_else(|| corrupt("a spliced body's index out of range"))
+        };
+        for ps in &st.peers {
+            if let Some(i) = ps.splice_in {
+                let b = body(i)?;
+                if b.sender != ps.id {
+                    return Err(corrupt("a spliced body's sender"));
+                }
+                if let Some(p) = bus.peers.get_mut(&ps.id) {
+                    p.splice_in = Some(b);
+                }
+            }
+        }
+
         let mut msgs: Vec<Shared> = Vec::with_capacity(st.messages.len());
         for m in &st.messages {
-            let msg = Parsed::parse(MsgBytes::Owned(m.bytes.0.clone()), m.fds.len())
-                .map_err(|e| corrupt(&format!("a saved message does not parse: {e}")))?;
+            let bytes = MsgBytes::Owned(m.bytes.0.clone());
+            let (msg, splice) = match m.body {
+                None => (
+                    Parsed::parse(bytes, m.fds.len())
+                        .map_err(|e| corrupt(&format!("a saved message does not parse: {e}")))?,
+                    None,
+                ),
+                // The front of a message whose body is being spliced: its
+                // header and what comes before the byte array, validated as
+                // when it arrived.
+                Some(i) => {
+                    let (parsed, head_len) = Parsed::parse_prefix(bytes, m.fds.len())
+                        .filter(|(_, n)| *n == m.bytes.0.len())
+                        .ok_or_else(|| corrupt("a spliced message's front does not parse"))?;
+                    let msg = parsed
+                        .copied_prefix(head_len, |b| MsgBytes::Owned(b.to_vec()))
+                        .ok_or_else(|| corrupt("a spliced message's front"))?;
+                    (msg, Some(body(i)?))
+                }
+            };
+            let rest = usize::try_from(m.rest).map_err(|_| corrupt("a message's length"))?;
+            let whole = crate::wire::header::frame_len(&m.bytes.0, usize::MAX).ok();
+            if (rest > 0) != splice.is_some() || whole != m.bytes.0.len().checked_add(rest) {
+                return Err(corrupt("a spliced message's length"));
+            }
             let mut mfds = Vec::with_capacity(m.fds.len());
             for &f in &m.fds {
                 mfds.push(take(f)?);
@@ -634,14 +764,14 @@ impl Bus {
             let charge = m
                 .charged_to
                 .and_then(|id| bus.peers.get(&id))
-                .map(|p| Charge::new(&p.live, m.bytes.0.len() as u64, m.fds.len() as u64));
+                .map(|p| Charge::new(&p.live, (m.bytes.0.len() + rest) as u64, m.fds.len() as u64));
             msgs.push(Pooled::new(Inbound {
                 msg,
                 fds: mfds,
                 charge,
                 sender_uid: m.sender_uid,
-                rest: 0,
-                splice: None,
+                rest,
+                splice,
             }));
         }
         let msg = |i: u32| {

@@ -58,11 +58,14 @@
 //!   of memory: the bodies wait in the sender's socket. Bus-wide at most
 //!   [`crate::transport::splice::MAX_LIVE_PIPES`]; past that the copying
 //!   path is used.
-//! - Re-exec: a body in a pipe cannot be saved, so a re-exec asked for
-//!   while any is in flight ([`in_flight`]) waits: no new body is spliced
-//!   ([`hold`]), and the re-exec happens when the last one is through, or
-//!   is refused after [`crate::daemon`]'s wait (a sender that stopped in
-//!   the middle of a body).
+//! - Re-exec: a body in flight is carried over as it stands
+//!   ([`SavedBody`]): its pipe's two ends are handed to the new image with
+//!   the sockets, and so are the counts (bytes still in the sender's
+//!   socket, bytes in the pipe) and what was spilled and not yet written.
+//!   The recipient's queue keeps the message at the position written so
+//!   far, and the sender's next turn pulls the rest as before. So neither
+//!   a stream of large messages nor a sender that stopped half way through
+//!   one holds a re-exec up.
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, IoSlice};
@@ -129,21 +132,9 @@ pub(super) fn forget_sender(id: u64) {
     COPYING.with(|c| c.borrow_mut().remove(&id));
 }
 
-/// Bodies being spliced now (the re-exec waits for none).
+/// Bodies being spliced now.
 pub fn in_flight() -> usize {
     IN_FLIGHT.with(Cell::get)
-}
-
-thread_local! {
-    /// A re-exec waits for the bodies in flight: no new one starts.
-    static HELD: Cell<bool> = const { Cell::new(false) };
-}
-
-/// While `held`, no new body is spliced (large messages take the copying
-/// path), so the bodies in flight can only go down to none: a re-exec
-/// waits for that (see src/daemon/handoff.rs).
-pub fn hold(held: bool) {
-    HELD.with(|h| h.set(held));
 }
 
 /// Bodies of one sender in pipes at once, at most (see the module).
@@ -309,6 +300,74 @@ impl Drop for SpliceBody {
     }
 }
 
+/// A body in flight as a re-exec saves it (src/broker/snapshot.rs writes
+/// it out as `BodyState`).
+#[derive(Debug)]
+pub struct SavedBody {
+    /// The pipe's read and write ends.
+    pub pipe: (std::os::fd::RawFd, std::os::fd::RawFd),
+    /// The connection that sent it.
+    pub sender: u64,
+    /// The connection it is addressed to.
+    pub recipient: u64,
+    /// Bytes still in the sender's socket.
+    pub to_read: usize,
+    /// Bytes in the pipe.
+    pub in_pipe: usize,
+    /// Spilled bytes not yet written to the recipient (they follow the
+    /// pipe's).
+    pub spill: Vec<u8>,
+    /// Whether the rest of the body goes to the spill.
+    pub spilling: bool,
+    /// Whether the sender waits for the pipe to drain.
+    pub parked: bool,
+    /// Whether the sender went away before all of it was read.
+    pub broken: bool,
+}
+
+impl SpliceBody {
+    /// Its state, for a re-exec (the pipe stays open and in use here: a
+    /// re-exec that fails goes on with it).
+    pub fn save(&self) -> SavedBody {
+        let spill = self.spill.borrow();
+        SavedBody {
+            pipe: self.pipe().raw_fds(),
+            sender: self.sender,
+            recipient: self.recipient,
+            to_read: self.to_read.get(),
+            in_pipe: self.in_pipe.get(),
+            spill: spill[self.spill_sent.get()..self.spill_len.get()].to_vec(),
+            spilling: self.spilling.get(),
+            parked: self.parked.get(),
+            broken: self.broken.get(),
+        }
+    }
+
+    /// A body carried over by a re-exec, in `pipe` (adopted from the fds
+    /// `saved` names).
+    pub fn restored(pipe: Pipe, saved: SavedBody) -> Rc<SpliceBody> {
+        let b = SpliceBody::new(
+            pipe,
+            saved.sender,
+            saved.recipient,
+            saved.to_read,
+            saved.in_pipe,
+        );
+        let n = saved.spill.len();
+        if n > 0 {
+            let mut spill = super::peer::buffers::take(n);
+            spill.copy_from_slice(&saved.spill);
+            *b.spill.borrow_mut() = spill;
+            b.spill_len.set(n);
+            SPILLED.with(|c| c.set(c.get() + n));
+        }
+        b.spilling.set(saved.spilling);
+        b.parked.set(saved.parked);
+        b.broken.set(saved.broken);
+        Rc::new(b)
+    }
+}
+
 /// What [`Bus::try_splice`] decided.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Start {
@@ -338,11 +397,7 @@ impl Bus {
     /// module), routes it now and starts moving the rest (the buffered
     /// bytes are then used up).
     pub(super) fn try_splice(&mut self, id: u64, total: usize) -> Start {
-        if total < threshold()
-            || HELD.with(Cell::get)
-            || !self.monitors.is_empty()
-            || self.matches.has_eavesdrop_rules()
-        {
+        if total < threshold() || !self.monitors.is_empty() || self.matches.has_eavesdrop_rules() {
             return Start::No;
         }
         if PIPES_OF.with(|m| m.borrow().get(&id).copied().unwrap_or(0)) >= PIPES_PER_SENDER {

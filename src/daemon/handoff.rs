@@ -4,7 +4,6 @@
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
 
 use super::{raise_fd_limit, set_log_targets, Loop};
 use crate::broker::bus::Bus;
@@ -12,37 +11,7 @@ use crate::cli::{ConfigChoice, Options};
 use crate::statefile::{ListenerState, Snapshot};
 use crate::transport::listener::{Bound, Listener};
 
-/// How long a re-exec waits for the bodies being spliced to get through
-/// (their bytes are in the kernel, between two sockets and a pipe, and
-/// cannot be saved). No new body is spliced meanwhile, so bodies that
-/// flow are through in milliseconds; what is left at the end belongs to
-/// a sender that stopped half way through a message or a recipient that
-/// does not read, and the re-exec is refused (it may be asked for again).
-const SPLICE_WAIT: Duration = Duration::from_secs(2);
-
 impl Loop {
-    /// A re-exec was asked for: whether it goes ahead now (true), or
-    /// waits, at most [`SPLICE_WAIT`], for the bodies being spliced.
-    pub(super) fn reexec_due(&mut self) -> bool {
-        let now = Instant::now();
-        let due = match self.reexec_wait {
-            _ if crate::broker::splice::in_flight() == 0 => true,
-            // A re-exec its checks refuse anyway is refused now, not after
-            // the wait (the checks run again when it goes ahead).
-            None if self.reexec_checks().is_err() => true,
-            None => {
-                self.reexec_wait = Some(now + SPLICE_WAIT);
-                crate::broker::splice::hold(true);
-                false
-            }
-            Some(end) => now >= end,
-        };
-        if due && self.reexec_wait.take().is_some() {
-            crate::broker::splice::hold(false);
-        }
-        due
-    }
-
     /// SIGUSR2 or Reexec asked for a re-exec: runs between rounds, when no
     /// message is half dispatched and every queue has been flushed as far
     /// as the sockets take. Returns only if the re-exec was refused or
@@ -242,8 +211,13 @@ pub(super) fn run_restored(opts: Options, fd: i32) -> Result<(), String> {
         }
     }
     l.flush(&mut bus);
+    let bodies = match crate::broker::splice::in_flight() {
+        0 => String::new(),
+        1 => " and 1 body being spliced".to_string(),
+        n => format!(" and {n} bodies being spliced"),
+    };
     crate::log::info(&format!(
-        "Re-executed; took over {} connections",
+        "Re-executed; took over {} connections{bodies}",
         bus.n_peers()
     ));
     crate::notify::notify("READY=1");

@@ -95,6 +95,52 @@ impl Pipe {
         Some(pipe)
     }
 
+    /// A pipe handed over by the previous image at a re-exec (its read
+    /// and write ends, still holding a body's bytes): counted as live like
+    /// one [`Pipe::take`] made, even past [`MAX_LIVE_PIPES`]. Err if
+    /// either end is not a pipe.
+    pub fn adopt(r: OwnedFd, w: OwnedFd) -> io::Result<Pipe> {
+        // Both ends of one pipe share its inode.
+        let same = match (
+            nix::sys::stat::fstat(r.as_raw_fd()),
+            nix::sys::stat::fstat(w.as_raw_fd()),
+        ) {
+            (Ok(a), Ok(b)) => {
+                let fifo = |m: libc::mode_t| m & libc::S_IFMT == libc::S_IFIFO;
+                fifo(a.st_mode) && fifo(b.st_mode) && a.st_ino == b.st_ino && a.st_dev == b.st_dev
+            }
+            _ => false,
+        };
+        if !same {
+            return Err(io::Error::other("not the two ends of one pipe"));
+        }
+        // SAFETY: F_GETPIPE_SZ takes no argument and only reads the pipe's
+        // size; `w` is an open pipe fd (owned here).
+        let cap = unsafe { libc::fcntl(w.as_raw_fd(), libc::F_GETPIPE_SZ) };
+        for (fd, mode) in [(&r, libc::O_RDONLY), (&w, libc::O_WRONLY)] {
+            let flags = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL)
+                .map_err(io::Error::from)?;
+            if flags & libc::O_ACCMODE != mode {
+                return Err(io::Error::other("a pipe's ends swapped"));
+            }
+            let flags =
+                nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
+            nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(flags))
+                .map_err(io::Error::from)?;
+        }
+        LIVE.with(|l| l.set(l.get() + 1));
+        Ok(Pipe {
+            r,
+            w,
+            cap: usize::try_from(cap).unwrap_or(4096),
+        })
+    }
+
+    /// The read and write ends' numbers (for a re-exec to hand them over).
+    pub fn raw_fds(&self) -> (RawFd, RawFd) {
+        (self.r.as_raw_fd(), self.w.as_raw_fd())
+    }
+
     /// Bytes the pipe holds at most.
     pub fn capacity(&self) -> usize {
         self.cap
