@@ -1,11 +1,11 @@
-//! issue 11: the saved-state format (doc/state-format.md). A state written
-//! by busbar with format 1.0 (tests/fixtures/state-1.0.bin, dumped during a
-//! real re-exec with BUSBAR_STATE_DUMP) must keep decoding and restoring, so
-//! a change that breaks reading 1.0 fails here. Corrupt states are refused
+//! issue 11: the saved-state format (doc/state-format.md). States written
+//! by busbar with formats 1.0 and 1.1 (tests/fixtures/state-1.*.bin, dumped
+//! during a real re-exec with BUSBAR_STATE_DUMP) must keep decoding and
+//! restoring, so a change that breaks reading either fails here. Corrupt states are refused
 //! with an error, never a panic. busbar's own format: nothing here runs a
 //! daemon, so there is nothing to compare with dbus-daemon.
 
-use std::os::fd::IntoRawFd;
+use std::os::fd::{AsRawFd, IntoRawFd};
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 
@@ -13,15 +13,31 @@ use busbar::broker::bus::Bus;
 use busbar::statefile;
 
 const FIXTURE: &[u8] = include_bytes!("../fixtures/state-1.0.bin");
+/// 1.1 added bodies being spliced; this one holds a stalled one.
+const FIXTURE_1_1: &[u8] = include_bytes!("../fixtures/state-1.1.bin");
 
 #[test]
-fn fixture_header_is_1_0() {
+fn fixture_headers_give_their_versions() {
     assert_eq!(statefile::version_of(FIXTURE).unwrap(), (1, 0));
+    assert_eq!(statefile::version_of(FIXTURE_1_1).unwrap(), (1, 1));
 }
 
 #[test]
-fn fixture_decodes_and_restores() {
-    let mut snap = statefile::decode(FIXTURE).expect("the 1.0 fixture decodes");
+fn fixture_1_0_decodes_and_restores() {
+    let bodies = decode_and_restore(FIXTURE);
+    assert_eq!(bodies, 0, "1.0 had no bodies being spliced");
+}
+
+#[test]
+fn fixture_1_1_decodes_and_restores_its_spliced_body() {
+    let bodies = decode_and_restore(FIXTURE_1_1);
+    assert!(bodies >= 1, "the 1.1 fixture's body is restored: {bodies}");
+}
+
+/// Decodes and restores `fixture` with fresh fds; returns how many bodies
+/// being spliced the restored bus took over.
+fn decode_and_restore(fixture: &[u8]) -> usize {
+    let mut snap = statefile::decode(fixture).expect("the fixture decodes");
     assert!(!snap.listeners.is_empty(), "fixture has a listener");
     let st = &mut snap.bus;
     assert!(
@@ -65,25 +81,47 @@ fn fixture_decodes_and_restores() {
             *f = fresh();
         }
     }
+    // A body's pipe: a fresh one holding as many bytes as the old one did.
+    for b in &mut st.bodies {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK).unwrap();
+        let fill = vec![0u8; usize::try_from(b.in_pipe).unwrap()];
+        let size = fill.len().max(4096);
+        nix::fcntl::fcntl(
+            w.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETPIPE_SZ(i32::try_from(size).unwrap()),
+        )
+        .unwrap();
+        assert_eq!(nix::unistd::write(&w, &fill).unwrap(), fill.len());
+        b.pipe_read = r.into_raw_fd();
+        b.pipe_write = w.into_raw_fd();
+    }
+    let expected_bodies = st.bodies.len();
+    let before = busbar::broker::splice::in_flight();
     let n = st.peers.len();
     let cfg = busbar::config::load(&busbar::cli::ConfigChoice::Session).unwrap();
     let sasl = Rc::new(busbar::config::sasl_config(&cfg, &guid));
     let bus = Bus::restore(snap.bus, Rc::new(cfg), sasl, Default::default())
-        .expect("the 1.0 fixture restores");
+        .expect("the fixture restores");
     assert_eq!(bus.n_peers(), n);
     assert_eq!(bus.guid(), guid);
     assert!(!bus.names().is_empty());
     assert!(bus.match_rules() >= 1);
     assert!(bus.has_monitors());
+    let bodies = busbar::broker::splice::in_flight() - before;
+    assert_eq!(bodies, expected_bodies, "every saved body is live again");
+    drop(bus);
     drop(keep);
+    bodies
 }
 
 #[test]
 fn round_trip_is_exact() {
-    let snap = statefile::decode(FIXTURE).unwrap();
-    let again = statefile::encode(&snap).unwrap();
-    let snap2 = statefile::decode(&again).unwrap();
-    assert_eq!(format!("{snap:?}"), format!("{snap2:?}"));
+    for fixture in [FIXTURE, FIXTURE_1_1] {
+        let snap = statefile::decode(fixture).unwrap();
+        let again = statefile::encode(&snap).unwrap();
+        let snap2 = statefile::decode(&again).unwrap();
+        assert_eq!(format!("{snap:?}"), format!("{snap2:?}"));
+    }
 }
 
 #[test]
@@ -109,10 +147,16 @@ fn corrupt_states_are_refused() {
     // that are not open is refused by the restore.
     let cfg = Rc::new(busbar::config::load(&busbar::cli::ConfigChoice::Session).unwrap());
     let h = statefile::HEADER_LEN;
-    let spread = (FIXTURE.len() - h) / 300 + 1;
-    let positions = (h..FIXTURE.len().min(h + 600)).chain((h..FIXTURE.len()).step_by(spread));
+    for fixture in [FIXTURE, FIXTURE_1_1] {
+        flip_every_byte(fixture, h, &cfg);
+    }
+}
+
+fn flip_every_byte(fixture: &[u8], h: usize, cfg: &Rc<policy::Config>) {
+    let spread = (fixture.len() - h) / 300 + 1;
+    let positions = (h..fixture.len().min(h + 600)).chain((h..fixture.len()).step_by(spread));
     for i in positions {
-        let mut b = FIXTURE.to_vec();
+        let mut b = fixture.to_vec();
         b[i] ^= 0x5a;
         if let Ok(s) = statefile::decode(&b) {
             let sasl = Rc::new(busbar::config::sasl_config(&cfg, &s.bus.guid));
