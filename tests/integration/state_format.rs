@@ -159,7 +159,7 @@ fn flip_every_byte(fixture: &[u8], h: usize, cfg: &Rc<policy::Config>) {
         let mut b = fixture.to_vec();
         b[i] ^= 0x5a;
         if let Ok(s) = statefile::decode(&b) {
-            let sasl = Rc::new(busbar::config::sasl_config(&cfg, &s.bus.guid));
+            let sasl = Rc::new(busbar::config::sasl_config(cfg, &s.bus.guid));
             // Only when none of its fds is open here (so the restore
             // cannot take one of this process's): it must refuse.
             let fds = s.bus.fds();
