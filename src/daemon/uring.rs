@@ -170,6 +170,10 @@ struct SendSlot {
     bytes: usize,
     /// Grows to the largest batch seen (not while its send is in use).
     iov: Vec<libc::iovec>,
+    /// A batch of small slices copied into one (see
+    /// [`crate::broker::peer::gathers`]); made at its full size on first
+    /// use, so it never grows.
+    gathered: Vec<u8>,
     msg: libc::msghdr,
     /// Whether its completion was reaped.
     done: bool,
@@ -925,6 +929,7 @@ impl Uring {
                 id: 0,
                 bytes: 0,
                 iov: Vec::new(),
+                gathered: Vec::new(),
                 // SAFETY: an all-zero msghdr is a valid empty one.
                 msg: unsafe { std::mem::zeroed() },
                 done: true,
@@ -941,8 +946,23 @@ impl Uring {
                 iov_len: s.len(),
             })
         });
+        if crate::broker::peer::gathers(&batch) {
+            // As a plain sendmsg does: the same slices, copied into the
+            // slot's own buffer, which lives until the send is reaped.
+            let g = &mut slot.gathered;
+            if g.capacity() == 0 {
+                g.reserve_exact(crate::broker::peer::GATHER_MAX);
+            }
+            g.clear();
+            p.next_batch_with(MAX_IOV, &mut no_fds, |s| g.extend_from_slice(s));
+            slot.iov.clear();
+            slot.iov.push(libc::iovec {
+                iov_base: g.as_mut_ptr().cast(),
+                iov_len: g.len(),
+            });
+        }
         slot.msg.msg_iov = slot.iov.as_mut_ptr();
-        slot.msg.msg_iovlen = batch.n_iov as _;
+        slot.msg.msg_iovlen = slot.iov.len() as _;
         slot.id = id;
         slot.bytes = batch.bytes;
         slot.done = false;
