@@ -684,6 +684,15 @@ fn half_read_large_message_completes() {
     assert!(rx.bus.is_alive());
 }
 
+/// The sender of [`stall_a_spliced_body`]'s message writes the rest of
+/// it; the recipient gets it whole, and the sender is still served.
+fn finish_the_stalled_body(s: &mut Client, r: &mut Client, bytes: &[u8], body: &[u8]) {
+    s.sock.write_all(&bytes[200 * 1024..]).unwrap();
+    let got = recv_until(r, |m| m.member.as_deref() == Some("Put"));
+    assert!(got.body == body, "the message arrived whole");
+    assert!(!s.get_id().is_empty());
+}
+
 /// Connects a recipient, a sender and a third client, and has the sender
 /// write the header and the first 200 KiB of a 1 MiB `ay` call to the
 /// recipient: its body is then being spliced and stays in flight until the
@@ -737,10 +746,7 @@ fn a_stalled_spliced_body_carries_over() {
         "the re-exec waited {:?}",
         start.elapsed()
     );
-    s.sock.write_all(&bytes[200 * 1024..]).unwrap();
-    let got = recv_until(&mut r, |m| m.member.as_deref() == Some("Put"));
-    assert!(got.body == body, "the message arrived whole");
-    assert!(!s.get_id().is_empty());
+    finish_the_stalled_body(&mut s, &mut r, &bytes, &body);
     assert!(!r.get_id().is_empty());
 }
 
@@ -802,10 +808,7 @@ fn a_refused_reexec_leaves_a_spliced_body_going() {
         "{refused:?}\n{}",
         rx.log()
     );
-    s.sock.write_all(&bytes[200 * 1024..]).unwrap();
-    let got = recv_until(&mut r, |m| m.member.as_deref() == Some("Put"));
-    assert!(got.body == body, "the message arrived whole");
-    assert!(!s.get_id().is_empty());
+    finish_the_stalled_body(&mut s, &mut r, &bytes, &body);
 }
 
 /// A re-exec asked for while large bodies stream through pipes goes ahead
