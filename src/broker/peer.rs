@@ -568,7 +568,7 @@ const SHORT_QUEUE: usize = 4;
 /// from it (see [`Peer::send_batch`]). Slices of a few hundred bytes cost
 /// the kernel more one by one (a user copy each, with its checks) than
 /// one copy of them all does here.
-pub const GATHER_MAX: usize = 64 * 1024;
+const GATHER_MAX: usize = 64 * 1024;
 const GATHER_SLICE_MAX: usize = 512;
 
 /// Whether `batch` is written from one gathered copy (see [`GATHER_MAX`]).

@@ -170,14 +170,16 @@ struct SendSlot {
     bytes: usize,
     /// Grows to the largest batch seen (not while its send is in use).
     iov: Vec<libc::iovec>,
-    /// A batch of small slices copied into one (see
-    /// [`crate::broker::peer::gathers`]); made at its full size on first
-    /// use, so it never grows.
-    gathered: Vec<u8>,
     msg: libc::msghdr,
     /// Whether its completion was reaped.
     done: bool,
 }
+
+/// Bytes of gathered sends one round holds at most, all connections
+/// together: one buffer, so the memory does not grow with the number of
+/// connections that have output in a round (past it, sends go out from
+/// their slices).
+const GATHER_ROUND: usize = 256 * 1024;
 
 /// IORING_RECVSEND_POLL_FIRST: the receive is armed after a turn found
 /// the socket dry, so it waits for readiness before trying.
@@ -241,6 +243,10 @@ pub(super) struct Uring {
     #[allow(clippy::vec_box)]
     slots: Vec<Box<SendSlot>>,
     n_sends: usize,
+    /// The round's gathered sends (see [`crate::broker::peer::gathers`]):
+    /// made at [`GATHER_ROUND`] bytes once, never grown, emptied when the
+    /// round's sends are reaped.
+    gathered: Vec<u8>,
     /// Peers with a send in use (at most one each, which keeps order).
     sending: HashSet<u64, BuildHasherDefault<IdHasher>>,
     /// A send did not cover its peer's whole queue: the rest goes out in
@@ -379,6 +385,7 @@ impl Uring {
             regs: HashMap::default(),
             slots: Vec::new(),
             n_sends: 0,
+            gathered: Vec::with_capacity(GATHER_ROUND),
             sending: HashSet::default(),
             more_to_send: false,
             linked: false,
@@ -618,8 +625,9 @@ impl Uring {
             // SAFETY: every entry queued here points only at memory that
             // outlives its completion: poll and cancel entries point at
             // nothing; send entries at a boxed slot and at queued messages
-            // that are not touched until the send is reaped (see the
-            // module comment).
+            // (or the round's gather buffer, which is neither grown nor
+            // emptied before the round's sends are reaped) that are not
+            // touched until the send is reaped (see the module comment).
             let r = unsafe { self.ring.submission().push(e) };
             if r.is_ok() {
                 return;
@@ -929,7 +937,6 @@ impl Uring {
                 id: 0,
                 bytes: 0,
                 iov: Vec::new(),
-                gathered: Vec::new(),
                 // SAFETY: an all-zero msghdr is a valid empty one.
                 msg: unsafe { std::mem::zeroed() },
                 done: true,
@@ -946,19 +953,19 @@ impl Uring {
                 iov_len: s.len(),
             })
         });
-        if crate::broker::peer::gathers(&batch) {
+        let g = &mut self.gathered;
+        if crate::broker::peer::gathers(&batch) && g.capacity() - g.len() >= batch.bytes {
             // As a plain sendmsg does: the same slices, copied into the
-            // slot's own buffer, which lives until the send is reaped.
-            let g = &mut slot.gathered;
-            if g.capacity() == 0 {
-                g.reserve_exact(crate::broker::peer::GATHER_MAX);
-            }
-            g.clear();
+            // round's gather buffer. It never grows (a send that does not
+            // fit in what is left goes out from its slices), so what is in
+            // it stays where the send points until the round's sends are
+            // reaped and it is emptied.
+            let start = g.len();
             p.next_batch_with(MAX_IOV, &mut no_fds, |s| g.extend_from_slice(s));
             slot.iov.clear();
             slot.iov.push(libc::iovec {
-                iov_base: g.as_mut_ptr().cast(),
-                iov_len: g.len(),
+                iov_base: g[start..].as_ptr() as *mut libc::c_void,
+                iov_len: g.len() - start,
             });
         }
         slot.msg.msg_iov = slot.iov.as_mut_ptr();
@@ -1074,6 +1081,7 @@ impl Uring {
             self.reap(bus, events);
         }
         self.n_sends = 0;
+        self.gathered.clear();
         self.more_to_send = false;
         r.map(drop)
     }
