@@ -1,9 +1,10 @@
 //! issue 11: the saved-state format (doc/state-format.md). States written
 //! by busbar with formats 1.0 and 1.1 (tests/fixtures/state-1.*.bin, dumped
 //! during a real re-exec with BUSBAR_STATE_DUMP) must keep decoding and
-//! restoring, so a change that breaks reading either fails here. Corrupt states are refused
-//! with an error, never a panic. busbar's own format: nothing here runs a
-//! daemon, so there is nothing to compare with dbus-daemon.
+//! restoring, so a change that breaks reading either fails here. Corrupt
+//! states are refused with an error, never a panic. busbar's own format:
+//! nothing here runs a daemon, so there is nothing to compare with
+//! dbus-daemon.
 
 use std::os::fd::{AsRawFd, IntoRawFd};
 use std::os::unix::net::UnixStream;
@@ -146,13 +147,13 @@ fn corrupt_states_are_refused() {
     // error or a state, never a panic; a state that decodes but names fds
     // that are not open is refused by the restore.
     let cfg = Rc::new(busbar::config::load(&busbar::cli::ConfigChoice::Session).unwrap());
-    let h = statefile::HEADER_LEN;
     for fixture in [FIXTURE, FIXTURE_1_1] {
-        flip_every_byte(fixture, h, &cfg);
+        flip_every_byte(fixture, &cfg);
     }
 }
 
-fn flip_every_byte(fixture: &[u8], h: usize, cfg: &Rc<policy::Config>) {
+fn flip_every_byte(fixture: &[u8], cfg: &Rc<policy::Config>) {
+    let h = statefile::HEADER_LEN;
     let spread = (fixture.len() - h) / 300 + 1;
     let positions = (h..fixture.len().min(h + 600)).chain((h..fixture.len()).step_by(spread));
     for i in positions {
